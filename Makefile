@@ -1,0 +1,43 @@
+# Two entry points for a fresh clone: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# pytest workers; each runs torch on one thread so that they do not oversubscribe the cores.
+WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) -p no:cacheprovider
+TIMM_TESTS := .cache/timm-tests
+
+.PHONY: install demo test lint unit timm-contract clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m timm_sesk
+
+test: lint unit timm-contract
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+unit: $(STAMP)
+	$(PYTEST) tests
+
+# timm's own model tests ship in timm's sdist: fetch the copy matching the installed timm, run it on our models.
+timm-contract: $(STAMP)
+	@version=$$($(PY) -c 'import timm; print(timm.__version__)'); \
+	dir=$(TIMM_TESTS)/timm-$$version; \
+	if [ ! -f $$dir/tests/test_models.py ]; then \
+		mkdir -p $(TIMM_TESTS) && \
+		$(PY) -m pip download --quiet --no-deps --no-binary :all: "timm==$$version" -d $(TIMM_TESTS) && \
+		tar -xzf $(TIMM_TESTS)/timm-$$version.tar.gz -C $(TIMM_TESTS) timm-$$version/tests/test_models.py; \
+	fi; \
+	$(PYTEST) -p tests.timm_contract $$dir/tests/test_models.py
+
+clean:
+	rm -rf $(VENV) $(TIMM_TESTS) build *.egg-info

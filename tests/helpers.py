@@ -1,0 +1,46 @@
+"""Helpers shared by the test modules."""
+import torch
+from torch import nn
+
+# Inputs are small to keep the suite fast on two cores; every network here accepts 64 px.
+IMG = 64
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+def randomize_bn(model: nn.Module, seed: int = 0, calib_batch: int = 4) -> nn.Module:
+    """Give every BatchNorm random, non-identity parameters and running statistics, like a trained network's.
+
+    Statistics are first calibrated on a random batch (so activations stay in range through 150 layers), then
+    perturbed: means shift by up to a fraction of a std, variances scale by 0.5-2x, scales and shifts are random.
+    As in trained ResNets, the last norm of each residual branch gets a small scale; otherwise deep random networks
+    amplify fp32 rounding chaotically and no two implementations of the same function agree to 1e-5.
+    """
+    g = torch.Generator().manual_seed(seed)
+    norms = [m for m in model.modules() if isinstance(m, _BN)]
+    for bn in norms:
+        bn.weight.data.uniform_(0.5, 1.5, generator=g)
+        bn.bias.data.normal_(0.0, 0.2, generator=g)
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average: the calibration batch's exact statistics
+    for stage in ('layer1', 'layer2', 'layer3', 'layer4'):
+        for block in getattr(model, stage, ()):
+            branch_norms = [
+                m for n, m in block.named_modules() if isinstance(m, _BN) and not n.startswith('downsample')]
+            branch_norms[-1].weight.data.uniform_(0.1, 0.3, generator=g)
+    was_training = model.training
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(calib_batch, model.in_chans if hasattr(model, 'in_chans') else 3, IMG, IMG, generator=g))
+    for bn in norms:
+        bn.momentum = 0.1
+        std = bn.running_var.sqrt()
+        bn.running_mean.add_(torch.randn(bn.running_mean.shape, generator=g) * 0.2 * std)
+        bn.running_var.mul_(torch.empty(bn.running_var.shape).uniform_(0.5, 2.0, generator=g))
+    model.train(was_training)
+    return model
+
+
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Max absolute difference relative to the largest expected magnitude."""
+    return ((actual.double() - expected.double()).abs().max() / expected.double().abs().max()).item()

@@ -1,0 +1,20 @@
+"""timm_sesk: Squeeze-and-Excitation and Selective-Kernel ResNets for timm.
+
+Importing the package registers every model with timm, so that ``timm.create_model('sk_resnet50')`` works.
+"""
+from typing import List
+
+import timm
+
+from . import layers, models, weights
+from .version import __version__
+
+__all__ = ['MODEL_MODULES', '__version__', 'layers', 'list_models', 'models', 'weights']
+
+# timm's registry keys models by the basename of the module registering them.
+MODEL_MODULES = ('se_resnet', 'sk_resnet')
+
+
+def list_models(filter: str = '', pretrained: bool = False, include_tags: bool = False) -> List[str]:
+    """timm_sesk's registered models (as ``timm.list_models``, restricted to this package's model modules)."""
+    return timm.list_models(filter, module=MODEL_MODULES, pretrained=pretrained, include_tags=include_tags)

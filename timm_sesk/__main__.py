@@ -1,0 +1,5 @@
+import sys
+
+from timm_sesk.cli import main
+
+sys.exit(main())

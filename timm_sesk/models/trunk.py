@@ -1,0 +1,125 @@
+"""The ResNet trunk shared by the SE and SK families.
+
+timm's ``ResNet`` builds the stem, the stages, the head, feature extraction, intermediates and grad checkpointing;
+``SeskResNet`` adds the papers' SE and SK options on top of it as flat keyword arguments (so that they work from
+``timm.create_model`` and from ``train.py --model-kwargs``), the SENet authors' Caffe stem pooling, and a first
+convolution that checks its input.
+"""
+from functools import partial
+from typing import Optional
+
+from timm.models import build_model_with_cfg, resolve_pretrained_cfg
+from timm.models.resnet import ResNet
+from torch import nn
+
+from timm_sesk.layers import InputConv2d, SelectiveKernel, SqueezeExcite
+from timm_sesk.weights import archs_with_weights, checkpoint_filter_fn
+
+__all__ = ['SeskResNet', 'create_sesk_resnet']
+
+# The Caffe stem pool has no padding: the stem output, floor((H - 1) / 2) + 1, must cover its 3x3 window.
+_CAFFE_STEM_MIN_SIZE = 5
+
+
+class SeskResNet(ResNet):
+    """timm's ResNet with Squeeze-and-Excitation and Selective-Kernel blocks.
+
+    All of timm's ResNet arguments (``layers``, ``cardinality``, ``base_width``, ``stem_type``, ``output_stride``,
+    ``drop_path_rate``, ...) are accepted and behave as in timm.
+    """
+
+    def __init__(
+            self,
+            block: type,
+            layers: tuple,
+            se_position: Optional[str] = None,
+            se_reduction: int = 16,
+            se_divisor: int = 8,
+            se_squeeze: str = 'avg',
+            se_gate: str = 'sigmoid',
+            se_bias: bool = True,
+            sk_paths: int = 0,
+            sk_reduction: int = 16,
+            sk_min_attn_channels: int = 32,
+            sk_keep_3x3: bool = True,
+            sk_split_input: bool = False,
+            stride_in_1x1: bool = False,
+            branch_act: bool = False,
+            caffe_stem_pool: bool = False,
+            **kwargs,
+    ):
+        """
+        Args:
+            block: Block class, ``BasicBlock`` or ``Bottleneck`` from ``timm_sesk.models.blocks``.
+            layers: Blocks per stage.
+            se_position: SE integration (``'standard'``, ``'pre'``, ``'post'``, ``'identity'``); None for no SE.
+            se_reduction: SE reduction ratio r.
+            se_divisor: SE bottleneck width is rounded to a multiple of this (1 keeps ``C // r`` exactly).
+            se_squeeze: SE global pooling, ``'avg'`` or ``'max'``.
+            se_gate: SE gate activation name.
+            se_bias: Biases in the SE FC layers.
+            sk_paths: Number of SK paths M replacing each 3x3 conv; 0 for no SK.
+            sk_reduction: SK fuse reduction ratio r.
+            sk_min_attn_channels: SK fuse minimum width L.
+            sk_keep_3x3: SK path i is a 3x3 conv with dilation i+1; otherwise a dense (2i+3)x(2i+3) conv.
+            sk_split_input: Split the input channels across the SK paths.
+            stride_in_1x1: Stride on the bottleneck's first 1x1 conv (Caffe ResNet), not on the 3x3.
+            branch_act: Activation on the residual branch's output before SE and the addition (Cadene's SE basic
+                block).
+            caffe_stem_pool: Stem max-pool without padding and in ceil mode, as in Caffe; the input must then be at
+                least 5x5.
+            **kwargs: timm ``ResNet`` arguments.
+        """
+        block_args = dict(kwargs.pop('block_args', None) or {})
+        if se_position:
+            block_args['attn_layer'] = partial(
+                SqueezeExcite, reduction=se_reduction, divisor=se_divisor, squeeze=se_squeeze, bias=se_bias,
+                gate_layer=se_gate)
+            block_args['attn_position'] = se_position
+        if sk_paths:
+            block_args['sk_layer'] = partial(
+                SelectiveKernel, num_paths=sk_paths, reduction=sk_reduction, min_attn_channels=sk_min_attn_channels,
+                keep_3x3=sk_keep_3x3, split_input=sk_split_input)
+        if stride_in_1x1:
+            block_args['stride_in_1x1'] = True
+        if branch_act:
+            block_args['branch_act'] = True
+        super().__init__(block, layers, block_args=block_args, **kwargs)
+
+        if caffe_stem_pool:
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+        min_size = _CAFFE_STEM_MIN_SIZE if caffe_stem_pool else 1
+        if isinstance(self.conv1, nn.Sequential):
+            self.conv1[0] = InputConv2d.from_conv(self.conv1[0], min_size=min_size)
+        else:
+            self.conv1 = InputConv2d.from_conv(self.conv1, min_size=min_size)
+
+
+def create_sesk_resnet(variant: str, pretrained: bool = False, **kwargs) -> SeskResNet:
+    """Build a registered variant through timm's ``build_model_with_cfg``.
+
+    Args:
+        variant: Registered model name.
+        pretrained: Load the pretrained weights of the selected tag.
+        **kwargs: Model and ``build_model_with_cfg`` arguments.
+    """
+    if pretrained:
+        _require_weights(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+    return build_model_with_cfg(
+        SeskResNet,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        **kwargs,
+    )
+
+
+def _require_weights(variant: str, pretrained_cfg, pretrained_cfg_overlay) -> None:
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay)
+    if cfg.has_weights or cfg.state_dict is not None:
+        return
+    with_weights = ', '.join(archs_with_weights()) or 'none yet'
+    raise RuntimeError(
+        f'{variant} has no published pretrained weights. Use pretrained=False for random initialisation, pass your '
+        f'own checkpoint with pretrained_cfg_overlay=dict(file=...), or pick an architecture with weights: '
+        f'{with_weights}.')

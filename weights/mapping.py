@@ -1,0 +1,148 @@
+"""Key mappings from published checkpoint layouts to timm_sesk's.
+
+Each mapping is a pure function of the state dict: it renames keys and reshapes tensors, and never drops or invents
+one. Whether the result fits a model exactly is checked separately, by ``check_state_dict``.
+"""
+import re
+from typing import Callable, Dict, Iterable, List, Mapping, Tuple
+
+import torch
+
+__all__ = ['MAPPINGS', 'check_state_dict', 'convert_state_dict']
+
+StateDict = Dict[str, torch.Tensor]
+
+# The SE and SK FC layers are nn.Linear here; timm, the SENet port and mmpretrain store them as 1x1 convolutions.
+_FC_SUFFIXES = ('.fc1.weight', '.fc2.weight', '.fc_reduce.weight', '.fc_select.weight')
+
+# timm's ResNet blocks name each conv and norm separately (conv1, bn1); ours group them into ConvBnAct units.
+_SPLIT_CONV_BN = (
+    (r'^(layer\d+\.\d+)\.conv(\d)\.weight$', r'\1.conv\2.conv.weight'),
+    (r'^(layer\d+\.\d+)\.bn(\d)\.', r'\1.conv\2.bn.'),
+)
+
+# The SENet authors' layout (timm's senet.py, from Cadene's port): stem under layer0, SE as se_module, last_linear.
+_SENET_STEM_7X7 = (
+    (r'^layer0\.conv1\.', 'conv1.'),
+    (r'^layer0\.bn1\.', 'bn1.'),
+)
+_SENET_STEM_DEEP = (  # three 3x3 convs (SENet-154), laid out as timm's deep stem: conv1.{0,1,3,4,6} + bn1
+    (r'^layer0\.conv1\.', 'conv1.0.'),
+    (r'^layer0\.bn1\.', 'conv1.1.'),
+    (r'^layer0\.conv2\.', 'conv1.3.'),
+    (r'^layer0\.bn2\.', 'conv1.4.'),
+    (r'^layer0\.conv3\.', 'conv1.6.'),
+    (r'^layer0\.bn3\.', 'bn1.'),
+)
+_SENET_BODY = (
+    *_SPLIT_CONV_BN,
+    (r'\.se_module\.', '.se.'),
+    (r'^last_linear\.', 'fc.'),
+)
+
+
+def _rename(state_dict: Mapping[str, torch.Tensor], rules: Iterable[Tuple[str, str]]) -> StateDict:
+    compiled = [(re.compile(pattern), repl) for pattern, repl in rules]
+    out = {}
+    for key, value in state_dict.items():
+        new_key = key
+        for pattern, repl in compiled:
+            new_key = pattern.sub(repl, new_key)
+        if new_key in out:
+            raise ValueError(f'key mapping sends two checkpoint keys to {new_key!r}')
+        out[new_key] = value
+    return out
+
+
+def _fc_as_linear(state_dict: StateDict) -> StateDict:
+    return {
+        k: v.flatten(1) if k.endswith(_FC_SUFFIXES) and v.ndim == 4 else v
+        for k, v in state_dict.items()
+    }
+
+
+def native(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """timm_sesk's own layout (our exports and fine-tuned checkpoints)."""
+    return dict(state_dict)
+
+
+def timm_resnet(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """timm's ``resnet.py`` models (``seresnet*``, ``seresnext*``): split conv/bn names, SE FCs as 1x1 convs."""
+    return _fc_as_linear(_rename(state_dict, _SPLIT_CONV_BN))
+
+
+def timm_sknet(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """timm's ``sknet.py`` models (``skresnet*``, ``skresnext*``): same unit names, SK FCs as 1x1 convs."""
+    return _fc_as_linear(dict(state_dict))
+
+
+def timm_senet(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """timm's ``senet.py`` models (``legacy_*``), the SENet authors' networks as ported by Cadene."""
+    stem = _SENET_STEM_DEEP if 'layer0.conv2.weight' in state_dict else _SENET_STEM_7X7
+    return _fc_as_linear(_rename(state_dict, (*stem, *_SENET_BODY)))
+
+
+MAPPINGS: Dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
+    'native': native,
+    'timm_resnet': timm_resnet,
+    'timm_sknet': timm_sknet,
+    'timm_senet': timm_senet,
+}
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor], mapping: str) -> StateDict:
+    """Apply the named mapping to a checkpoint.
+
+    Args:
+        state_dict: Checkpoint in the source layout.
+        mapping: A key of ``MAPPINGS``.
+
+    Returns:
+        The checkpoint in timm_sesk's layout.
+    """
+    if mapping not in MAPPINGS:
+        raise KeyError(f'unknown key mapping {mapping!r}; known: {sorted(MAPPINGS)}')
+    return MAPPINGS[mapping](state_dict)
+
+
+def _describe(keys: List[str], limit: int = 20) -> str:
+    shown = ', '.join(keys[:limit])
+    return shown + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
+
+
+def check_state_dict(
+        state_dict: Mapping[str, torch.Tensor],
+        model: torch.nn.Module,
+        adaptable: Iterable[str] = (),
+        source: str = 'checkpoint',
+) -> None:
+    """Raise unless ``state_dict`` has exactly the model's keys, with the model's shapes.
+
+    Args:
+        state_dict: Checkpoint in timm_sesk's layout.
+        model: Model it must load into.
+        adaptable: Prefixes whose tensors may differ in shape (or be absent from the model): the first conv, adapted
+            to ``in_chans``, and the classifier, replaced for ``num_classes``.
+        source: Name of the checkpoint for the message.
+    """
+    adaptable = tuple(adaptable)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected and not k.startswith(adaptable)]
+    mismatched = [
+        f'{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}'
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape and not k.startswith(adaptable)
+    ]
+    if missing or unexpected or mismatched:
+        problems = []
+        if missing:
+            problems.append(f'missing keys: {_describe(missing)}')
+        if unexpected:
+            problems.append(f'unexpected keys: {_describe(unexpected)}')
+        if mismatched:
+            problems.append(f'shape mismatches (checkpoint vs model): {_describe(mismatched)}')
+        raise RuntimeError(
+            f'{source} does not fit {type(model).__name__} exactly, so nothing was loaded; '
+            + '; '.join(problems)
+            + '. Check that the checkpoint was trained for this architecture and that its key mapping is right.')
