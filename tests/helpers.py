@@ -1,4 +1,6 @@
 """Helpers shared by the test modules."""
+import re
+
 import torch
 from torch import nn
 
@@ -6,6 +8,7 @@ from torch import nn
 IMG = 64
 
 _BN = nn.modules.batchnorm._BatchNorm
+_RESIDUAL_BLOCK = re.compile(r'(^|\.)layer\d+\.\d+$')  # the blocks of a ResNet-style stage, at any nesting
 
 
 def randomize_bn(model: nn.Module, seed: int = 0, calib_batch: int = 4) -> nn.Module:
@@ -23,15 +26,14 @@ def randomize_bn(model: nn.Module, seed: int = 0, calib_batch: int = 4) -> nn.Mo
         bn.bias.data.normal_(0.0, 0.2, generator=g)
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average: the calibration batch's exact statistics
-    for stage in ('layer1', 'layer2', 'layer3', 'layer4'):
-        for block in getattr(model, stage, ()):
-            branch_norms = [
-                m for n, m in block.named_modules() if isinstance(m, _BN) and not n.startswith('downsample')]
-            branch_norms[-1].weight.data.uniform_(0.1, 0.3, generator=g)
+    blocks = [m for n, m in model.named_modules() if _RESIDUAL_BLOCK.search(n)]
+    for block in blocks:
+        branch_norms = [m for n, m in block.named_modules() if isinstance(m, _BN) and not n.startswith('downsample')]
+        branch_norms[-1].weight.data.uniform_(0.1, 0.3, generator=g)
     was_training = model.training
     model.train()
     with torch.no_grad():
-        model(torch.randn(calib_batch, model.in_chans if hasattr(model, 'in_chans') else 3, IMG, IMG, generator=g))
+        model(torch.randn(calib_batch, getattr(model, 'in_chans', 3), IMG, IMG, generator=g))
     for bn in norms:
         bn.momentum = 0.1
         std = bn.running_var.sqrt()

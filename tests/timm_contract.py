@@ -5,11 +5,24 @@ timm's test file ships in timm's sdist; ``make timm-contract`` downloads the one
     python -m pytest -p tests.timm_contract .cache/timm-tests/timm-<version>/tests/test_models.py
 
 Loading this plugin registers our models before the test file is imported, so its module-level ``list_models()``
-parametrisations include them; every test item not parametrised with one of our models is deselected.
+parametrisations include them; every test item not parametrised with one of our models is deselected. The
+pretrained-loading tests get their weights from a loopback Hub, where each tag's source network is published with
+random weights just before the test that needs it.
 """
+import os
+import sys
+
 import pytest
 
-import timm_sesk
+sys.path.insert(0, os.path.dirname(__file__))  # the test helpers are top-level modules of tests/
+from loopback_hub import start_session_hub
+
+HUB = start_session_hub()  # before timm (and so huggingface_hub) is imported
+
+from sources import publish_source  # noqa: E402
+
+import timm_sesk  # noqa: E402
+from timm_sesk.weights import weights_for  # noqa: E402
 
 OURS = frozenset(timm_sesk.list_models(include_tags=True)) | frozenset(timm_sesk.list_models())
 
@@ -40,6 +53,21 @@ def pytest_generate_tests(metafunc):
     for i, mark in enumerate(markers):
         if mark.name == 'parametrize' and mark.args and mark.args[0] == 'model_name':
             markers[i] = pytest.mark.parametrize('model_name', sorted(timm_sesk.list_models())).mark
+
+
+_PRETRAINED_TESTS = frozenset({'test_model_load_pretrained', 'test_model_features_pretrained'})
+_published = set()
+
+
+def pytest_runtest_setup(item):
+    if item.originalname not in _PRETRAINED_TESTS:
+        return
+    arch, _, tag = item.callspec.params['model_name'].partition('.')
+    specs = weights_for(arch)
+    spec = next(s for s in specs if s.tag == tag) if tag else specs[0]  # no tag: the default weights
+    if spec.name not in _published:
+        publish_source(HUB, spec)
+        _published.add(spec.name)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -40,17 +40,20 @@ def count_gmacs(model: torch.nn.Module, input_size: Tuple[int, int, int]) -> flo
     """MACs of one forward pass in GMACs, counted on the meta device (no memory, no compute).
 
     Args:
-        model: Model on the meta device.
+        model: Model on the meta device; counted in eval mode.
         input_size: (C, H, W) of one image.
     """
+    was_training = model.training
+    model.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.empty(1, *input_size, device='meta'))
+    model.train(was_training)
     return counter.get_total_flops() / 2e9
 
 
 def model_facts(name: str) -> ModelFacts:
     """Gather the facts of a registered timm_sesk model without allocating its weights."""
-    model = timm.create_model(name, device='meta').eval()
+    model = timm.create_model(name, device='meta')
     input_size = tuple(model.pretrained_cfg['input_size'])
     return ModelFacts(
         name=name,

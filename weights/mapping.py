@@ -1,12 +1,16 @@
 """Key mappings from published checkpoint layouts to timm_sesk's.
 
-Each mapping is a pure function of the state dict: it renames keys and reshapes tensors, and never drops or invents
-one. Whether the result fits a model exactly is checked separately, by ``check_state_dict``.
+Each mapping is a pure function of the state dict: it renames keys and reshapes tensors, and never drops one. The one
+tensor ever added is a zero bias where a source's SE layers have none, which computes the same function. Whether the
+result fits a model exactly is checked separately, by ``check_state_dict``.
 """
 import re
 from typing import Callable, Dict, Iterable, List, Mapping, Tuple
 
 import torch
+from timm.models import clean_state_dict
+
+from .errors import PretrainedWeightsError
 
 __all__ = ['MAPPINGS', 'check_state_dict', 'convert_state_dict']
 
@@ -38,6 +42,23 @@ _SENET_BODY = (
     *_SPLIT_CONV_BN,
     (r'\.se_module\.', '.se.'),
     (r'^last_linear\.', 'fc.'),
+)
+
+
+# mmpretrain (OpenMMLab) SE-ResNets: an ImageClassifier with backbone/head, SE convs wrapped in ConvModules.
+_MMPRETRAIN = (
+    (r'^backbone\.', ''),
+    (r'^head\.fc\.', 'fc.'),
+    (r'\.se_layer\.conv(\d)\.conv\.', r'.se.fc\1.'),  # ConvModule (mmcls from 2020-06-30, the released weights)
+    (r'\.se_layer\.conv(\d)\.', r'.se.fc\1.'),  # plain Conv2d (earlier mmcls)
+    *_SPLIT_CONV_BN,
+)
+
+# moskomule/senet.pytorch: torchvision's ResNet with an SE bottleneck, SE as Sequential(Linear, ReLU, Linear, Sigmoid).
+_SENET_PYTORCH = (
+    (r'\.se\.fc\.0\.', '.se.fc1.'),
+    (r'\.se\.fc\.2\.', '.se.fc2.'),
+    *_SPLIT_CONV_BN,
 )
 
 
@@ -82,27 +103,57 @@ def timm_senet(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return _fc_as_linear(_rename(state_dict, (*stem, *_SENET_BODY)))
 
 
+def mmpretrain(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """mmpretrain's ``SEResNet`` classifiers (``seresnet50_8xb32_in1k``, ``seresnet101_8xb32_in1k``)."""
+    return _fc_as_linear(_rename(state_dict, _MMPRETRAIN))
+
+
+def senet_pytorch(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """moskomule/senet.pytorch's ``se_resnet50``. Its SE layers have no biases; they get zero biases here."""
+    out = _rename(state_dict, _SENET_PYTORCH)
+    for key in [k for k in out if k.endswith(('.se.fc1.weight', '.se.fc2.weight'))]:
+        bias = key[:-len('weight')] + 'bias'
+        if bias not in out:
+            out[bias] = torch.zeros(out[key].shape[0], dtype=out[key].dtype)
+    return out
+
+
 MAPPINGS: Dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
     'native': native,
     'timm_resnet': timm_resnet,
     'timm_sknet': timm_sknet,
     'timm_senet': timm_senet,
+    'mmpretrain': mmpretrain,
+    'senet_pytorch': senet_pytorch,
 }
 
 
-def convert_state_dict(state_dict: Mapping[str, torch.Tensor], mapping: str) -> StateDict:
+# Training checkpoints nest the weights under one of these keys; timm prefers the EMA weights, and so do we.
+_NESTED_KEYS = ('state_dict_ema', 'model_ema', 'state_dict', 'model')
+
+
+def _weights_of(checkpoint: Mapping[str, object]) -> StateDict:
+    for key in _NESTED_KEYS:
+        nested = checkpoint.get(key)
+        if isinstance(nested, Mapping):
+            return _weights_of(nested)
+    # DDP ('module.') and torch.compile ('_orig_mod.') wrappers prefix every key.
+    return clean_state_dict(dict(checkpoint))
+
+
+def convert_state_dict(checkpoint: Mapping[str, object], mapping: str) -> StateDict:
     """Apply the named mapping to a checkpoint.
 
     Args:
-        state_dict: Checkpoint in the source layout.
+        checkpoint: State dict in the source layout, or a training checkpoint holding one.
         mapping: A key of ``MAPPINGS``.
 
     Returns:
-        The checkpoint in timm_sesk's layout.
+        The state dict in timm_sesk's layout.
     """
     if mapping not in MAPPINGS:
         raise KeyError(f'unknown key mapping {mapping!r}; known: {sorted(MAPPINGS)}')
-    return MAPPINGS[mapping](state_dict)
+    return MAPPINGS[mapping](_weights_of(checkpoint))
 
 
 def _describe(keys: List[str], limit: int = 20) -> str:
@@ -142,7 +193,7 @@ def check_state_dict(
             problems.append(f'unexpected keys: {_describe(unexpected)}')
         if mismatched:
             problems.append(f'shape mismatches (checkpoint vs model): {_describe(mismatched)}')
-        raise RuntimeError(
+        raise PretrainedWeightsError(
             f'{source} does not fit {type(model).__name__} exactly, so nothing was loaded; '
             + '; '.join(problems)
             + '. Check that the checkpoint was trained for this architecture and that its key mapping is right.')

@@ -13,7 +13,15 @@ from timm.models.resnet import ResNet
 from torch import nn
 
 from timm_sesk.layers import InputConv2d, SelectiveKernel, SqueezeExcite
-from timm_sesk.weights import archs_with_weights, checkpoint_filter_fn
+from timm_sesk.weights import (
+    PretrainedWeightsError,
+    archs_with_weights,
+    checkpoint_filter_fn,
+    explain_load_errors,
+    fetch_url,
+    find_spec,
+    resolve_source,
+)
 
 __all__ = ['SeskResNet', 'create_sesk_resnet']
 
@@ -98,28 +106,33 @@ class SeskResNet(ResNet):
 def create_sesk_resnet(variant: str, pretrained: bool = False, **kwargs) -> SeskResNet:
     """Build a registered variant through timm's ``build_model_with_cfg``.
 
+    With ``pretrained=True`` the weights come through timm's ``load_pretrained``; on top of it, a URL file is checked
+    against its pinned sha256 prefix as it downloads, the checkpoint is mapped to our layout and must fit exactly,
+    and failures raise ``PretrainedWeightsError`` naming the weights and the fix.
+
     Args:
         variant: Registered model name.
         pretrained: Load the pretrained weights of the selected tag.
         **kwargs: Model and ``build_model_with_cfg`` arguments.
     """
-    if pretrained:
-        _require_weights(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
-    return build_model_with_cfg(
-        SeskResNet,
+    build = partial(
+        build_model_with_cfg, SeskResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
+    if not pretrained:
+        return build()
+    cfg = resolve_pretrained_cfg(
         variant,
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        **kwargs,
-    )
-
-
-def _require_weights(variant: str, pretrained_cfg, pretrained_cfg_overlay) -> None:
-    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay)
-    if cfg.has_weights or cfg.state_dict is not None:
-        return
-    with_weights = ', '.join(archs_with_weights()) or 'none yet'
-    raise RuntimeError(
-        f'{variant} has no published pretrained weights. Use pretrained=False for random initialisation, pass your '
-        f'own checkpoint with pretrained_cfg_overlay=dict(file=...), or pick an architecture with weights: '
-        f'{with_weights}.')
+        pretrained_cfg=kwargs.get('pretrained_cfg'),
+        pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'),
+    ).to_dict()
+    kind, location = resolve_source(cfg)
+    if not kind:
+        with_weights = ', '.join(archs_with_weights())
+        raise PretrainedWeightsError(
+            f'{variant} has no published pretrained weights. Use pretrained=False for random initialisation, pass '
+            f'your own checkpoint with pretrained_cfg_overlay=dict(file=...), or pick an architecture with weights: '
+            f'{with_weights}.')
+    cache_dir = kwargs.get('cache_dir')
+    with explain_load_errors(variant, cfg, cache_dir):
+        if kind == 'url':
+            fetch_url(location, find_spec(cfg), cache_dir=cache_dir)
+        return build()
