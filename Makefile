@@ -8,7 +8,7 @@ WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) -p no:cacheprovider
 TIMM_TESTS := .cache/timm-tests
 
-.PHONY: install demo test lint unit timm-contract clean
+.PHONY: install demo test lint unit timm-contract card clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ timm-contract: $(STAMP)
 		tar -xzf $(TIMM_TESTS)/timm-$$version.tar.gz -C $(TIMM_TESTS) timm-$$version/tests/test_models.py; \
 	fi; \
 	$(PYTEST) -p tests.timm_contract $$dir/tests/test_models.py
+
+# Regenerate MODEL_CARD.md from weights/manifest.py (the test suite fails when the two disagree).
+card: $(STAMP)
+	$(PY) -m timm_sesk.weights.card --write MODEL_CARD.md
 
 clean:
 	rm -rf $(VENV) $(TIMM_TESTS) build *.egg-info

@@ -1,6 +1,8 @@
 """Command line of the zoo: ``timm-sesk`` or ``python -m timm_sesk``."""
 import argparse
+import ast
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import timm
@@ -54,6 +56,38 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _parse_kwargs(items: List[str]) -> dict:
+    """``key=value`` pairs; values are Python literals where they parse as one (``num_classes=10``), else strings."""
+    kwargs = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise SystemExit(f'timm-sesk: error: expected key=value, got {item!r}')
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    return kwargs
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from timm_sesk.publish import export_hub_folder, upload_hub_folder
+
+    model_args = _parse_kwargs(args.model_kwargs)
+    if args.num_classes is not None:
+        model_args['num_classes'] = args.num_classes
+    label_names = Path(args.label_names).read_text().split() if args.label_names else None
+    folder = export_hub_folder(
+        args.model, args.out_dir, checkpoint=args.checkpoint, dataset=args.dataset, model_args=model_args,
+        label_names=label_names, license=args.license, repo_id=args.repo_id)
+    print(f'wrote {folder}: ' + ', '.join(sorted(p.name for p in folder.iterdir())))
+    if args.push:
+        if not args.repo_id:
+            raise SystemExit('timm-sesk: error: --push needs --repo-id ORG/NAME')
+        print(f'uploaded: {upload_hub_folder(folder, args.repo_id, private=args.private)}')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='timm-sesk',
@@ -67,6 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--pretrained', action='store_true', help='only models with published pretrained weights')
     p.add_argument('--check', action='store_true', help='also build each model and run one forward pass')
     p.set_defaults(func=cmd_list)
+
+    p = commands.add_parser(
+        'export', help='write a Hub-ready folder (and optionally upload it)',
+        description='Write model.safetensors, config.json and a README.md model card for a model, from its pretrained '
+                    'tag or a fine-tuned checkpoint. After `import timm_sesk`, '
+                    "timm.create_model('hf-hub:ORG/NAME', pretrained=True) loads the uploaded folder.")
+    p.add_argument('model', help='model name, optionally with a pretrained tag, e.g. sk_resnet50.ra_in1k')
+    p.add_argument('out_dir', help='folder to write')
+    p.add_argument('--checkpoint', help='fine-tuned weights (.safetensors, or a timm/PyTorch checkpoint)')
+    p.add_argument('--dataset', help='dataset the checkpoint was fine-tuned on (required with --checkpoint)')
+    p.add_argument('--num-classes', type=int, help="classes of the checkpoint's head")
+    p.add_argument('--model-kwargs', nargs='*', default=[], metavar='KEY=VALUE',
+                   help='other create_model arguments the checkpoint needs, e.g. se_position=post')
+    p.add_argument('--label-names', help='text file with one class name per line, in head order')
+    p.add_argument('--license', help="licence of the exported weights (default: the pretrained tag's)")
+    p.add_argument('--repo-id', help='Hub repository, ORG/NAME (used in the card, and by --push)')
+    p.add_argument('--push', action='store_true', help='upload the folder to --repo-id with huggingface_hub')
+    p.add_argument('--private', action='store_true', help='create the repository as private (with --push)')
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -1,0 +1,107 @@
+"""Hub-ready folders: what they contain, and that timm loads them back through `hf-hub:` (and after an upload)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import safetensors
+import timm
+import torch
+from helpers import IMG, rel_err
+from sources import publish_source
+
+from timm_sesk.publish import export_hub_folder, upload_hub_folder
+from timm_sesk.weights import WEIGHTS
+
+SPEC = next(s for s in WEIGHTS if s.name == 'sk_resnet18.ra_in1k')
+
+
+def _x():
+    return torch.randn(2, 3, IMG, IMG, generator=torch.Generator().manual_seed(3))
+
+
+def _front_matter(readme: str) -> dict:
+    assert readme.startswith('---\n')
+    block = readme.split('---\n')[1]
+    fields, key = {}, None
+    for line in block.splitlines():
+        if line.startswith('- '):
+            fields.setdefault(key, []).append(line[2:])
+        else:
+            key, _, value = line.partition(':')
+            if value.strip():
+                fields[key] = value.strip()
+    return fields
+
+
+def test_exported_folder_loads_back_through_hf_hub(hub, tmp_path):
+    source = publish_source(hub, SPEC, seed=11)
+    folder = export_hub_folder(SPEC.name, tmp_path / 'export', repo_id='sesk-test/sk18')
+    assert sorted(p.name for p in folder.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
+
+    with safetensors.safe_open(str(folder / 'model.safetensors'), 'pt') as f:
+        metadata = f.metadata()
+    assert metadata['architecture'] == 'sk_resnet18'
+    assert metadata['weights'] == SPEC.name and metadata['weights_source'] == SPEC.source
+
+    config = json.loads((folder / 'config.json').read_text())
+    assert config['architecture'] == 'sk_resnet18' and config['num_classes'] == 1000
+    assert config['pretrained_cfg']['interpolation'] == SPEC.interpolation
+
+    readme = (folder / 'README.md').read_text()
+    front = _front_matter(readme)
+    assert front['library_name'] == 'timm' and front['license'] == SPEC.license
+    assert front['datasets'] == ['imagenet-1k'] and {'timm', 'timm_sesk', 'selective-kernel'} <= set(front['tags'])
+    assert 'import timm_sesk' in readme and "create_model('hf-hub:sesk-test/sk18'" in readme
+    assert SPEC.source in readme and 'reported by timm results-imagenet.csv' in readme
+
+    for path in folder.iterdir():
+        hub.publish('sesk-test/sk18', path.name, path)
+    model = timm.create_model('hf-hub:sesk-test/sk18', pretrained=True).eval()
+    with torch.no_grad():
+        assert rel_err(model(_x()), source(_x())) < 1e-5
+
+
+def test_finetuned_checkpoint_uploads_and_loads_back(hub, tmp_path):
+    finetuned = timm.create_model('se_resnet18', num_classes=7, se_position='post').eval()
+    checkpoint = tmp_path / 'checkpoint.pth.tar'
+    torch.save({'epoch': 3, 'state_dict': finetuned.state_dict()}, checkpoint)  # as timm's train.py saves it
+    folder = export_hub_folder(
+        'se_resnet18', tmp_path / 'export', checkpoint=checkpoint, dataset='cifar10',
+        model_args=dict(num_classes=7, se_position='post'), repo_id='sesk-test/se18-cifar')
+    readme = (folder / 'README.md').read_text()
+    assert _front_matter(readme)['datasets'] == ['cifar10'] and 'sha256' in readme
+    assert json.loads((folder / 'config.json').read_text())['model_args']['se_position'] == 'post'
+
+    commit_url = upload_hub_folder(folder, 'sesk-test/se18-cifar', token=False)
+    assert 'sesk-test/se18-cifar/commit/' in commit_url
+    assert ('POST', '/api/models/sesk-test/se18-cifar/commit/main') in hub.requests
+
+    model = timm.create_model('hf-hub:sesk-test/se18-cifar', pretrained=True).eval()
+    assert model.num_classes == 7 and model.layer1[0].attn_position == 'post'
+    with torch.no_grad():
+        torch.testing.assert_close(model(_x()), finetuned(_x()))
+
+
+def test_checkpoint_needs_its_dataset(tmp_path):
+    with pytest.raises(ValueError, match='name the dataset'):
+        export_hub_folder('se_resnet18', tmp_path, checkpoint=tmp_path / 'x.pth')
+
+
+def test_checkpoint_for_another_architecture_is_refused(tmp_path):
+    path = tmp_path / 'other.pth'
+    torch.save(timm.create_model('sk_resnet18').state_dict(), path)
+    with pytest.raises(RuntimeError, match='does not fit'):
+        export_hub_folder('se_resnet18', tmp_path / 'out', checkpoint=path, dataset='x')
+
+
+def test_export_command(hub, tmp_path):
+    publish_source(hub, SPEC, seed=12)
+    out = tmp_path / 'cli'
+    result = subprocess.run(
+        [sys.executable, '-m', 'timm_sesk', 'export', SPEC.name, str(out), '--repo-id', 'sesk-test/cli'],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert 'model.safetensors' in result.stdout
+    assert (out / 'config.json').is_file() and (out / 'README.md').is_file()

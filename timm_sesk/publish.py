@@ -1,0 +1,171 @@
+"""Turn a model, and optionally a fine-tuned checkpoint, into a folder ready for the Hugging Face Hub.
+
+The folder holds what timm's ``hf-hub:`` loader reads: ``model.safetensors`` (with provenance metadata),
+``config.json`` in timm's format, written by timm's ``save_config_for_hf``, and a ``README.md`` model card with YAML
+front matter, written by timm's ``generate_readme``. After ``import timm_sesk``,
+``timm.create_model('hf-hub:<org>/<repo>', pretrained=True)`` loads it back.
+"""
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import safetensors.torch
+import timm
+from timm.models import load_state_dict
+from timm.models._hub import generate_readme, save_config_for_hf
+
+from timm_sesk.version import __version__
+from timm_sesk.weights import REFERENCES, WeightSpec, check_state_dict, convert_state_dict, find_spec
+from timm_sesk.zoo import count_gmacs
+
+__all__ = ['export_hub_folder', 'upload_hub_folder']
+
+_PAPERS = {
+    'se': 'Squeeze-and-Excitation Networks, https://arxiv.org/abs/1709.01507',
+    'sk': 'Selective Kernel Networks, https://arxiv.org/abs/1903.06586',
+}
+_CITATIONS = {
+    'se': (
+        '@inproceedings{hu2018senet,\n  title={Squeeze-and-Excitation Networks},\n'
+        '  author={Hu, Jie and Shen, Li and Albanie, Samuel and Sun, Gang and Wu, Enhua},\n'
+        '  booktitle={CVPR},\n  year={2018}\n}'),
+    'sk': (
+        '@inproceedings{li2019sknet,\n  title={Selective Kernel Networks},\n'
+        '  author={Li, Xiang and Wang, Wenhai and Hu, Xiaolin and Yang, Jian},\n  booktitle={CVPR},\n  year={2019}\n}'),
+}
+
+
+def _sha256(path: Union[str, Path]) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _usage(repo_id: Optional[str], arch: str) -> str:
+    name = f'hf-hub:{repo_id}' if repo_id else arch
+    return (
+        '```python\n'
+        'import timm\n'
+        'import timm_sesk  # registers the architecture with timm\n\n'
+        f"model = timm.create_model('{name}', pretrained=True).eval()\n"
+        'config = timm.data.resolve_data_config(model=model)\n'
+        'transform = timm.data.create_transform(**config)\n'
+        '```\n')
+
+
+def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[str], dataset: str) -> Dict[str, Any]:
+    details: Dict[str, Any] = {
+        'Architecture': f'{arch} (timm_sesk {__version__}), proven equal to {REFERENCES[arch].description}',
+    }
+    if spec is not None:
+        details['Pretrained weights'] = {
+            'tag': spec.name,
+            'trained as': spec.trained_as,
+            'source': spec.source,
+            'licence': spec.license,
+            **{f'top-1 @ {a.img_size} (reported by {a.reported_by})': a.top1 for a in spec.accuracy},
+        }
+    if checkpoint_sha is not None:
+        details['Fine-tuned checkpoint'] = {'sha256': checkpoint_sha, 'dataset': dataset}
+    return details
+
+
+def export_hub_folder(
+        model_name: str,
+        out_dir: Union[str, Path],
+        checkpoint: Optional[Union[str, Path]] = None,
+        dataset: Optional[str] = None,
+        model_args: Optional[Dict[str, Any]] = None,
+        label_names: Optional[List[str]] = None,
+        license: Optional[str] = None,
+        repo_id: Optional[str] = None,
+) -> Path:
+    """Write a Hub-ready folder for a model.
+
+    Args:
+        model_name: timm_sesk model, optionally with a pretrained tag (``sk_resnet50.ra_in1k``).
+        out_dir: Folder to write (created if needed).
+        checkpoint: Fine-tuned weights (safetensors, or a timm/PyTorch checkpoint, read with ``weights_only=True``).
+            Without it, the tag's pretrained weights are exported.
+        dataset: Dataset the checkpoint was fine-tuned on; required with ``checkpoint``.
+        model_args: ``create_model`` arguments the checkpoint needs (``num_classes``, SE/SK knobs, ...).
+        label_names: Class names of the checkpoint's head.
+        license: Licence of the exported weights (default: the pretrained tag's, or ``apache-2.0``).
+        repo_id: Hub repository the folder is meant for, used in the card's usage example.
+
+    Returns:
+        The folder.
+    """
+    if checkpoint is not None and not dataset:
+        raise ValueError('name the dataset the checkpoint was fine-tuned on (dataset=...), for the model card')
+    model_args = dict(model_args or {})
+    model = timm.create_model(model_name, pretrained=checkpoint is None, **model_args).eval()
+    arch = model.pretrained_cfg['architecture']
+    spec = find_spec(model.pretrained_cfg)
+    checkpoint_sha = None
+    if checkpoint is not None:
+        state_dict = convert_state_dict(load_state_dict(str(checkpoint)), 'native')
+        check_state_dict(state_dict, model, source=f'checkpoint {checkpoint}')
+        model.load_state_dict(state_dict)
+        checkpoint_sha = _sha256(checkpoint)
+    dataset = dataset or 'imagenet-1k'
+    license = license or (spec.license if spec is not None else 'apache-2.0')
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        'format': 'pt',
+        'architecture': arch,
+        'timm_sesk_version': __version__,
+        'timm_version': timm.__version__,
+        'weights': spec.name if spec is not None else 'random-init',
+        'weights_source': spec.source if spec is not None else '',
+    }
+    if checkpoint_sha:
+        metadata['finetuned_checkpoint_sha256'] = checkpoint_sha
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(state, str(out / 'model.safetensors'), metadata=metadata)
+    model_config = {'label_names': label_names} if label_names else None
+    save_config_for_hf(model, str(out / 'config.json'), model_config=model_config)
+
+    family = 'sk' if arch.startswith('sk_') else 'se'
+    input_size = tuple(model.pretrained_cfg['input_size'])
+    card = {
+        'tags': ['image-classification', 'timm', 'timm_sesk',
+                 'selective-kernel' if family == 'sk' else 'squeeze-and-excitation'],
+        'license': license,
+        'description': f'{arch} from timm_sesk, the Squeeze-and-Excitation / Selective-Kernel ResNet zoo for timm. '
+                       'Loading it needs timm_sesk installed and `import timm_sesk` before `timm.create_model`.',
+        'details': {
+            'Model Type': 'Image classification / feature backbone',
+            'Model Stats': {
+                'Params (M)': round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+                'GMACs': round(count_gmacs(timm.create_model(arch, device='meta', **model_args), input_size), 2),
+                'Image size': f'{input_size[-2]} x {input_size[-1]}',
+            },
+            'Paper': _PAPERS[family],
+            'Dataset': dataset,
+            **_provenance(arch, spec, checkpoint_sha, dataset),
+        },
+        'usage': _usage(repo_id, arch),
+        'citation': _CITATIONS[family],
+    }
+    readme = generate_readme(card, repo_id.split('/')[-1] if repo_id else arch)
+    (out / 'README.md').write_text(readme, encoding='utf-8')
+    return out
+
+
+def upload_hub_folder(folder: Union[str, Path], repo_id: str, private: bool = False,
+                      token: Optional[str] = None) -> str:
+    """Create the Hub repository if needed and upload the folder with huggingface_hub; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    config = json.loads((Path(folder) / 'config.json').read_text())
+    api = HfApi(token=token, library_name='timm', library_version=timm.__version__)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    commit = api.upload_folder(
+        repo_id=repo_id, folder_path=str(folder), commit_message=f"Add {config['architecture']} (timm_sesk)")
+    return commit.commit_url

@@ -1,0 +1,177 @@
+"""MODEL_CARD.md, generated from the weights manifest and the registered models.
+
+    python -m timm_sesk.weights.card --write MODEL_CARD.md   # regenerate
+    python -m timm_sesk.weights.card --check MODEL_CARD.md   # exit 1 if the file has drifted
+
+The test suite runs the check, so the card cannot disagree with the manifest or the models.
+"""
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .manifest import NO_WEIGHTS, WEIGHTS, WeightSpec
+from .references import REFERENCES
+
+__all__ = ['render']
+
+_HEADER = """# timm_sesk model card
+
+<!-- Generated from weights/manifest.py by `python -m timm_sesk.weights.card --write MODEL_CARD.md`.
+     Do not edit by hand: the test suite fails when this file and the manifest disagree. -->
+
+## Model family
+
+Squeeze-and-Excitation (SE) and Selective-Kernel (SK) ResNets for timm, ImageNet-1k classifiers and feature backbones.
+
+- **SE** (Hu et al., *Squeeze-and-Excitation Networks*, arXiv:1709.01507): each residual block rescales its channels
+  by weights computed from the globally pooled features. `se_resnet*` and `se_resnext*` have timm's layout;
+  `*_orig` models have the layout of the SENet authors' released networks.
+- **SK** (Li et al., *Selective Kernel Networks*, arXiv:1903.06586): the spatial convolution of each block becomes
+  several paths with different receptive fields, mixed per channel by softmax attention. `sk_resnet26/50/101` are
+  SKNet-26/50/101 of the paper; `sk_resnet18/34` are timm's SK design for basic blocks.
+"""
+
+_TABLE_NOTE = """
+Params and GMACs (multiply-accumulates of convolutions and linear layers, one image at the input size) are counted
+from the registered models. **Top-1 and top-5 are the figures the weights' source reports** on the ImageNet-1k
+validation set, at the eval size and crop given (see *Reported by* below); this project has not evaluated them.
+"""
+
+_FOOTER = """
+## Intended use
+
+Image classification on ImageNet-1k classes, fine-tuning on other image datasets (for example with timm's
+`train.py`), and backbones for detection and segmentation through `features_only=True`.
+
+## Limitations
+
+- The weights are ImageNet-1k classifiers: 1000 classes, natural photographs, about 224 px. Other domains need
+  fine-tuning; expect accuracy to fall on images unlike ImageNet.
+- ImageNet-1k inherits its biases (geography, subjects photographed, label noise); the models inherit them too.
+- The accuracies above are the sources' own figures, not re-measured here. Weights converted from other frameworks
+  (Caffe, MXNet, mmcv) can differ slightly from the source's own evaluation because of image decoding and resizing.
+- The `_orig` models need inputs of at least 5x5 px (their stem pooling has no padding).
+- No weight file could be downloaded while this project was built (it has no network access), so no full sha256 is
+  recorded and no file was inspected. URL files are checked against the sha256 prefix in their names as they
+  download; Hub files rely on the Hub. Each key mapping is proven on checkpoints laid out as the source lays them
+  out, not on the real files.
+
+## How equivalence is verified
+
+Every architecture has a reference network: timm's own implementation of it, or the source's network for weights
+from outside timm (`weights/references.py`, `tests/source_nets.py`). The test suite gives the reference random
+weights and random, non-identity BatchNorm statistics, maps its state dict onto ours with the same key mapping the
+loader uses (`weights/mapping.py`), and requires the logits to agree to a relative error below 1e-5 in fp32. For
+every pretrained tag it publishes such a checkpoint where the tag loads from (a loopback stand-in of the Hugging
+Face Hub, or the torch.hub cache for URL files), loads it with `timm.create_model(tag, pretrained=True)` and
+compares the logits with the source network's.
+
+## Citations
+
+```bibtex
+@inproceedings{hu2018senet,
+  title={Squeeze-and-Excitation Networks},
+  author={Hu, Jie and Shen, Li and Albanie, Samuel and Sun, Gang and Wu, Enhua},
+  booktitle={IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year={2018}
+}
+@inproceedings{li2019sknet,
+  title={Selective Kernel Networks},
+  author={Li, Xiang and Wang, Wenhai and Hu, Xiaolin and Yang, Jian},
+  booktitle={IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year={2019}
+}
+@misc{rw2019timm,
+  author={Ross Wightman},
+  title={PyTorch Image Models},
+  year={2019},
+  howpublished={\\url{https://github.com/huggingface/pytorch-image-models}}
+}
+```
+"""
+
+
+def _source_cell(spec: WeightSpec) -> str:
+    if spec.hf_hub_id:
+        return f'Hub `{spec.hf_hub_id}`'
+    return f'[{spec.url.rsplit("/", 1)[-1]}]({spec.url})'
+
+
+def _accuracy_cells(spec: WeightSpec) -> List[str]:
+    if not spec.accuracy:
+        return ['—', '—']
+    first = spec.accuracy[0]
+    top5 = f'{first.top5:.2f}' if first.top5 is not None else 'n/r'
+    return [f'{first.top1:.2f} @{first.img_size}', top5]
+
+
+def _models_table() -> List[str]:
+    from timm_sesk import list_models
+    from timm_sesk.zoo import model_facts
+
+    lines = [
+        '| model | params (M) | GMACs | input | pretrained tag | trained as | source | top-1 | top-5 | licence |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for name in list_models():
+        facts = model_facts(name)
+        stats = [f'`{name}`', f'{facts.params_m:.2f}', f'{facts.gmacs:.2f}', str(facts.input_size[-1])]
+        if not facts.weights:
+            lines.append('| ' + ' | '.join([*stats, 'none published', '—', '—', '—', '—', '—']) + ' |')
+        for spec in facts.weights:
+            size = str(spec.input_size[-1])
+            row = [*stats[:3], size, f'`{spec.tag}`', f'`{spec.trained_as}`', _source_cell(spec),
+                   *_accuracy_cells(spec), spec.license]
+            lines.append('| ' + ' | '.join(row) + ' |')
+    return lines
+
+
+def _provenance() -> List[str]:
+    lines = ['', '### Provenance of each tag', '']
+    for spec in WEIGHTS:
+        pin = f' sha256 prefix `{spec.hash_prefix}` (from the file name).' if spec.hash_prefix else ''
+        reported = '; '.join(
+            f'{a.top1:.2f}' + (f' / {a.top5:.2f}' if a.top5 is not None else '') + f' at {a.img_size} px, crop '
+            f'{a.crop_pct} ({a.reported_by})' for a in spec.accuracy)
+        notes = f' {spec.notes}' if spec.notes else ''
+        lines.append(
+            f'- `{spec.name}`: key mapping `{spec.mapping}`; data config {spec.input_size[-1]} px, crop '
+            f'{spec.crop_pct}, {spec.interpolation}.{pin} Reported by: {reported}.{notes}')
+    return lines
+
+
+def _no_weights() -> List[str]:
+    lines = ['', '## Architectures without published weights', '',
+             '`pretrained=True` on these raises an error that lists the architectures with weights.', '']
+    for arch, reason in NO_WEIGHTS.items():
+        lines.append(f'- `{arch}` ({REFERENCES[arch].description}): {reason}')
+    return lines
+
+
+def render() -> str:
+    """The full MODEL_CARD.md text."""
+    lines = [_HEADER, '## Models and weights', '', *_models_table(), _TABLE_NOTE.rstrip('\n'), *_provenance(),
+             *_no_weights()]
+    return '\n'.join(lines) + '\n' + _FOOTER
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description='Generate MODEL_CARD.md from the weights manifest.')
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument('--write', metavar='PATH', help='write the card to PATH')
+    group.add_argument('--check', metavar='PATH', help='exit 1 if PATH differs from the generated card')
+    args = parser.parse_args(argv)
+    text = render()
+    if args.write:
+        Path(args.write).write_text(text, encoding='utf-8')
+        return 0
+    if Path(args.check).read_text(encoding='utf-8') != text:
+        print(f'{args.check} is out of date; run: python -m timm_sesk.weights.card --write {args.check}',
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
