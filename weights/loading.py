@@ -64,9 +64,14 @@ def resolve_source(pretrained_cfg: Dict[str, Any]) -> Tuple[str, Any]:
 
 
 def url_cache_path(url: str, cache_dir: Optional[str] = None) -> str:
-    """The file torch.hub (and so timm) caches ``url`` in."""
+    """The file torch.hub (and so timm) caches ``url`` in: the cache folder joined with the URL's file name."""
+    name = os.path.basename(urlparse(url).path)
+    if name in ('', '.', '..'):  # it would name the cache folder or its parent, not a file in it
+        raise PretrainedWeightsError(
+            f'the pretrained weights URL {url} does not end in a file name, so it cannot be downloaded into the '
+            f'cache. Pass the URL of the checkpoint file itself (e.g. .../name-<sha256 prefix>.pth).')
     model_dir = cache_dir or os.path.join(torch.hub.get_dir(), 'checkpoints')
-    return os.path.join(model_dir, os.path.basename(urlparse(url).path))
+    return os.path.join(model_dir, name)
 
 
 def _pin(url: str, spec: Optional[WeightSpec]) -> Optional[str]:
@@ -102,22 +107,44 @@ def fetch_url(url: str, spec: Optional[WeightSpec] = None, cache_dir: Optional[s
     return path
 
 
+# timm reads a Hub repository's model.safetensors, else its pytorch_model.bin, unless the cfg names the file.
+_HUB_DEFAULT_FILES = ('model.safetensors', 'pytorch_model.bin')
+
+
+def _hub_file(location: Any) -> Tuple[str, str, Optional[str]]:
+    """``(repo_id, filename, revision)`` of a Hub source: timm's ``hf_hub_id`` may end in ``@revision``."""
+    hub_id, filename = location if isinstance(location, (tuple, list)) else (location, _HUB_DEFAULT_FILES[0])
+    repo_id, _, revision = str(hub_id).partition('@')
+    return repo_id, filename, revision or None
+
+
 def _local_file(kind: str, location: Any, cache_dir: Optional[str]) -> Optional[str]:
+    """The local copy of the checkpoint, to name it in a message; None where there is none or it cannot be told.
+
+    It runs while another error is being explained, so it must not raise one of its own.
+    """
     if kind == 'file':
         return str(location)
-    if kind == 'url':
-        return url_cache_path(location, cache_dir)
-    if kind == 'hf-hub':
-        from huggingface_hub import try_to_load_from_cache
-        repo_id, filename = location if isinstance(location, (tuple, list)) else (location, 'model.safetensors')
-        found = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
-        return found if isinstance(found, str) else None
+    try:
+        if kind == 'url':
+            return url_cache_path(location, cache_dir)
+        if kind == 'hf-hub':
+            from huggingface_hub import try_to_load_from_cache
+            repo_id, filename, revision = _hub_file(location)
+            candidates = (filename,) if isinstance(location, (tuple, list)) else _HUB_DEFAULT_FILES
+            for name in candidates:
+                found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir, revision=revision)
+                if isinstance(found, str):
+                    return found
+    except (ValueError, OSError, PretrainedWeightsError):
+        return None
     return None
 
 
 def _hub_fetch_hint(location: Any) -> str:
-    repo_id, filename = location if isinstance(location, (tuple, list)) else (location, 'model.safetensors')
-    return (f'download it where the Hub is reachable (`hf download {repo_id} {filename}`), or fetch '
+    repo_id, filename, revision = _hub_file(location)
+    revision_arg = f' --revision {revision}' if revision else ''
+    return (f'download it where the Hub is reachable (`hf download {repo_id} {filename}{revision_arg}`), or fetch '
             f'{filename} by hand and pass pretrained_cfg_overlay=dict(file="/path/to/{filename}")')
 
 
@@ -173,7 +200,12 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: torch.nn.Module) -> 
     spec = find_spec(cfg)
     mapped = convert_state_dict(state_dict, spec.mapping if spec else 'native')
     adaptable = [cfg.get('first_conv') or 'conv1', cfg.get('classifier') or 'fc']
-    _, location = resolve_source(cfg)
-    source = spec.source if spec else str(location or 'checkpoint')
+    kind, location = resolve_source(cfg)
+    if kind == 'file':  # a local copy of a tag's file still gets the tag's mapping, but the message names the file
+        source = str(location)
+    elif kind == 'state_dict':
+        source = 'the state_dict passed in the pretrained cfg'
+    else:
+        source = spec.source if spec else str(location or 'checkpoint')
     check_state_dict(mapped, model, adaptable=[a + '.' for a in adaptable], source=f'pretrained weights ({source})')
     return mapped

@@ -1,12 +1,10 @@
 """The network's first convolution, which checks its input before convolving."""
 import torch
 from torch import nn
-from torch.fx import _symbolic_trace
+
+from ._tracing import is_fx_symbolic_tracing
 
 __all__ = ['InputConv2d']
-
-# torch.fx renamed its tracing query; the older one also answers True under torch.export.
-_is_fx_symbolic_tracing = getattr(_symbolic_trace, 'is_fx_symbolic_tracing', _symbolic_trace.is_fx_tracing)
 
 
 class InputConv2d(nn.Conv2d):
@@ -41,7 +39,7 @@ class InputConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():  # noqa: SIM102 - TorchScript only skips compiling a bare is_scripting() test
-            if _is_fx_symbolic_tracing():
+            if is_fx_symbolic_tracing() or torch.jit.is_tracing():  # a trace would freeze the checks into constants
                 return self._conv_forward(x, self.weight, self.bias)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(

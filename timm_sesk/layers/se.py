@@ -12,6 +12,8 @@ import torch
 from timm.layers import create_act_layer, make_divisible
 from torch import nn
 
+from .tap import AttentionTap
+
 __all__ = ['SqueezeExcite', 'se_hidden_channels']
 
 SQUEEZE_TYPES = ('avg', 'max')
@@ -69,6 +71,7 @@ class SqueezeExcite(nn.Module):
         self.act = create_act_layer(act_layer, inplace=True)
         self.fc2 = nn.Linear(hidden_channels, channels, bias=bias, **dd)
         self.gate = create_act_layer(gate_layer)
+        self.tap = AttentionTap()
 
     def squeeze(self, x: torch.Tensor) -> torch.Tensor:
         """Global descriptor ``B x C`` of a ``B x C x H x W`` feature map."""
@@ -77,8 +80,8 @@ class SqueezeExcite(nn.Module):
         return x.mean(dim=(2, 3))
 
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
-        """Channel weights ``B x C`` in the gate's range (``(0, 1)`` for the sigmoid)."""
-        return self.gate(self.fc2(self.act(self.fc1(self.squeeze(x)))))
+        """Channel weights ``B x C`` in the gate's range (``(0, 1)`` for the sigmoid), as applied."""
+        return self.tap(self.gate(self.fc2(self.act(self.fc1(self.squeeze(x))))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.excitation(x)[:, :, None, None]

@@ -5,16 +5,31 @@ Paper: `Selective Kernel Networks` - Li, Wang, Hu, Yang (arXiv:1903.06586)
     Split:  U_m = ReLU(BN(conv_m(x))),  m = 1..M     path m: 3x3 dilation m (or a dense (2m+1)x(2m+1) kernel)
     Fuse:   s = GAP(sum_m U_m),  z = ReLU(BN(W_r s)),  W_r: d x C,  d = max(C / r, L)
     Select: a = softmax over m of (W_s z reshaped M x C),  V = sum_m a_m · U_m
+
+How it is computed, for speed and memory:
+* No ``B x M x C x H x W`` stack is formed: s is the sum of the paths' GAPs, and for M = 2 the softmax is the
+  sigmoid of the logit difference and V = U_2 + a (U_1 - U_2) is one ``lerp``, which keeps the memory layout
+  (channels_last stays channels_last), in place when nothing records gradients.
+* In training, everything after the paths' convolutions (their norms and activations, the attention and the
+  select) is checkpointed: only the convolution outputs are kept for backward and the rest is recomputed, which
+  saves two activations per unit for a few elementwise passes.
+
+The fuse norm normalises a ``B x d`` vector, one value per sample and channel, so a training-mode BatchNorm there
+needs a batch of at least 2 (see ``SelectiveKernel`` and ``freeze_sk_attn_norm``).
 """
+import contextlib
 from typing import Callable, List, Optional, Tuple
 
 import torch
-from timm.layers import create_act_layer
+from timm.layers import create_act_layer, freeze_batch_norm_2d
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from .conv_bn_act import ConvBnAct
+from ._tracing import is_fx_symbolic_tracing, is_tracing
+from .conv_bn_act import ConvBnAct, batch_norm_train, is_plain_batchnorm, recomputing, uses_batch_statistics
+from .tap import AttentionTap
 
-__all__ = ['SelectiveKernel', 'SelectiveKernelAttn', 'sk_attn_channels', 'sk_path_kernels']
+__all__ = ['SelectiveKernel', 'SelectiveKernelAttn', 'freeze_sk_attn_norm', 'sk_attn_channels', 'sk_path_kernels']
 
 
 def sk_attn_channels(channels: int, reduction: int = 16, min_channels: int = 32) -> int:
@@ -62,21 +77,73 @@ class SelectiveKernelAttn(nn.Module):
         self.act = create_act_layer(act_layer, inplace=True)
         self.fc_select = nn.Linear(attn_channels, channels * num_paths, bias=False, **dd)
 
+        self.tap = AttentionTap()
+
     def logits(self, paths: List[torch.Tensor]) -> torch.Tensor:
         """Select logits ``B x M x C`` from the path outputs."""
         s = paths[0].mean(dim=(2, 3))
         for u in paths[1:]:
             s = s + u.mean(dim=(2, 3))  # GAP of the sum is the sum of the GAPs; no B x C x H x W sum is formed
-        z = self.bn(self.fc_reduce(s)[:, :, None, None]).flatten(1)
-        z = self.act(z)
+        z = self.act(self._norm(self.fc_reduce(s)[:, :, None, None]).flatten(1))
         return self.fc_select(z).view(-1, self.num_paths, self.channels)
 
+    def _norm(self, z: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if uses_batch_statistics(self.bn) and not is_fx_symbolic_tracing() and z.shape[0] == 1:
+                raise ValueError(
+                    'SelectiveKernel attention normalises its fuse vector (one value per sample and channel) with a '
+                    'BatchNorm, which in training needs more than one sample per batch; got a batch of 1. Train '
+                    'with a batch size of at least 2, or freeze the norms as detectors do: '
+                    'timm.layers.freeze_batch_norm_2d(model) (every BatchNorm uses its running statistics), or '
+                    'timm_sesk.layers.freeze_sk_attn_norm(model) (only the SK attention norms; the others keep '
+                    'training).')
+            # The norm's own mode decides (a norm frozen with .eval() keeps its statistics), and checkpoint
+            # recomputation must not update the statistics.
+            if self.bn.training and is_plain_batchnorm(self.bn):
+                return batch_norm_train(self.bn, z)
+        return self.bn(z)
+
     def forward(self, paths: List[torch.Tensor]) -> torch.Tensor:
-        return torch.softmax(self.logits(paths), dim=1)
+        """Selection weights ``B x M x C``, softmax over the paths, as applied."""
+        return self.tap(torch.softmax(self.logits(paths), dim=1))
+
+    def pair_weight(self, paths: List[torch.Tensor]) -> torch.Tensor:
+        """For two paths, the weight ``B x C`` of the first, as applied: softmax over two logits is the sigmoid of
+        their difference, and the second path's weight is one minus it."""
+        logits = self.logits(paths)
+        return self.tap(torch.sigmoid(logits[:, 0] - logits[:, 1]))
+
+
+def freeze_sk_attn_norm(model: nn.Module) -> nn.Module:
+    """Freeze the fuse BatchNorm of every Selective Kernel attention in ``model``, for training with batch size 1.
+
+    Each becomes a ``FrozenBatchNorm2d`` (torchvision's, as timm's ``freeze_batch_norm_2d`` makes) with the same
+    weight, bias and running statistics: in training too it computes what the BatchNorm computes in eval mode, so eval
+    outputs do not change, and it is no longer trained. Every other norm is left alone; to freeze them all, use
+    ``timm.layers.freeze_batch_norm_2d(model)``.
+
+    Args:
+        model: A model, backbone or single unit holding ``SelectiveKernelAttn`` modules.
+
+    Returns:
+        ``model``, changed in place.
+    """
+    for attn in [m for m in model.modules() if isinstance(m, SelectiveKernelAttn)]:
+        attn.bn = freeze_batch_norm_2d(attn.bn)
+    return model
 
 
 class SelectiveKernel(nn.Module):
-    """Selective Kernel convolution: M conv paths whose outputs are mixed by per-channel attention."""
+    """Selective Kernel convolution: M conv paths whose outputs are mixed by per-channel attention.
+
+    Batch size 1 in training: the fuse BatchNorm (``attn.bn``) sees one value per sample and channel, so in training
+    it needs at least 2 samples per batch; with one, the unit raises a ``ValueError`` that says so. To train or
+    fine-tune with batch size 1, freeze that norm with ``freeze_sk_attn_norm(model)`` (the path norms keep training),
+    or every norm with ``timm.layers.freeze_batch_norm_2d(model)`` as detectors do; a BatchNorm put in eval mode
+    inside a training model uses its running statistics too. The path norms normalise over the spatial positions as
+    well, so they need batch size 1 only to stop at a 1x1 feature map; there they raise a ``ValueError`` too. In
+    eval mode any batch size works.
+    """
 
     def __init__(
             self,
@@ -91,6 +158,7 @@ class SelectiveKernel(nn.Module):
             attn_channels: Optional[int] = None,
             keep_3x3: bool = True,
             split_input: bool = False,
+            memory_efficient: bool = True,
             act_layer: Callable[..., nn.Module] = nn.ReLU,
             norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
             aa_layer: Optional[Callable[..., nn.Module]] = None,
@@ -112,6 +180,8 @@ class SelectiveKernel(nn.Module):
             keep_3x3: Path i is a 3x3 conv with dilation i+1 (paper's choice); otherwise a dense (2i+3)x(2i+3) kernel.
             split_input: Feed each path an equal slice of the input channels (timm's basic-block SK variant)
                 instead of the whole input.
+            memory_efficient: In training, keep only the paths' convolution outputs for backward and recompute the
+                rest (two activations less per unit, a few elementwise passes more).
             act_layer: Activation of the paths and of the fuse layer.
             norm_layer: Norm layer of the paths and of the fuse layer.
             aa_layer: Optional anti-aliasing for strided paths.
@@ -142,6 +212,7 @@ class SelectiveKernel(nn.Module):
                 act_layer=act_layer, norm_layer=norm_layer, aa_layer=aa_layer, drop_layer=drop_layer, **dd)
             for k, d in sk_path_kernels(num_paths, dilation, keep_3x3)
         ])
+        self.memory_efficient = memory_efficient
         self.attn = SelectiveKernelAttn(
             out_channels,
             num_paths,
@@ -151,17 +222,47 @@ class SelectiveKernel(nn.Module):
             **dd,
         )
 
+    def _path_inputs(self, x: torch.Tensor) -> List[torch.Tensor]:
+        if self.split_input:
+            return torch.split(x, self.in_channels // self.num_paths, dim=1)
+        return [x] * self.num_paths
+
     def split(self, x: torch.Tensor) -> List[torch.Tensor]:
         """Path outputs U_1..U_M."""
-        if self.split_input:
-            chunks = torch.split(x, self.in_channels // self.num_paths, dim=1)
-            return [path(chunks[i]) for i, path in enumerate(self.paths)]
-        return [path(x) for path in self.paths]
+        inputs = self._path_inputs(x)
+        return [path(inputs[i]) for i, path in enumerate(self.paths)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        paths = self.split(x)
+    def select(self, paths: List[torch.Tensor]) -> torch.Tensor:
+        """Fuse and select: V = sum_m a_m · U_m."""
+        if self.num_paths == 2:
+            weight = self.attn.pair_weight(paths)[:, :, None, None]
+            if torch.is_grad_enabled():
+                return torch.lerp(paths[1], paths[0], weight)
+            return paths[1].lerp_(paths[0], weight)  # nothing records the paths: no new activation
         weights = self.attn(paths)
         out = paths[0] * weights[:, 0, :, None, None]
         for i in range(1, self.num_paths):
             out = out + paths[i] * weights[:, i, :, None, None]
         return out
+
+    def _select_after_convs(self, *convs: torch.Tensor) -> torch.Tensor:
+        return self.select([path.after_conv(c) for path, c in zip(self.paths, convs)])
+
+    def _checkpointable(self) -> bool:
+        return (self.memory_efficient and self.training and torch.is_grad_enabled()
+                and not is_tracing()
+                and all(is_plain_batchnorm(p.bn) for p in self.paths))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():  # noqa: SIM102 - TorchScript only skips compiling a bare is_scripting() test
+            if self._checkpointable():
+                return self._forward_checkpointed(x)
+        return self.select(self.split(x))
+
+    @torch.jit.unused
+    def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        inputs = self._path_inputs(x)
+        convs = [path.conv(inputs[i]) for i, path in enumerate(self.paths)]
+        return checkpoint(
+            self._select_after_convs, *convs, use_reentrant=False,
+            context_fn=lambda: (contextlib.nullcontext(), recomputing()))

@@ -51,6 +51,7 @@ class SeskResNet(ResNet):
             sk_min_attn_channels: int = 32,
             sk_keep_3x3: bool = True,
             sk_split_input: bool = False,
+            sk_memory_efficient: bool = True,
             stride_in_1x1: bool = False,
             branch_act: bool = False,
             caffe_stem_pool: bool = False,
@@ -71,6 +72,8 @@ class SeskResNet(ResNet):
             sk_min_attn_channels: SK fuse minimum width L.
             sk_keep_3x3: SK path i is a 3x3 conv with dilation i+1; otherwise a dense (2i+3)x(2i+3) conv.
             sk_split_input: Split the input channels across the SK paths.
+            sk_memory_efficient: In training, recompute the SK units' norms, activations and selection in backward
+                instead of storing them (less memory, slightly more time).
             stride_in_1x1: Stride on the bottleneck's first 1x1 conv (Caffe ResNet), not on the 3x3.
             branch_act: Activation on the residual branch's output before SE and the addition (Cadene's SE basic
                 block).
@@ -87,7 +90,7 @@ class SeskResNet(ResNet):
         if sk_paths:
             block_args['sk_layer'] = partial(
                 SelectiveKernel, num_paths=sk_paths, reduction=sk_reduction, min_attn_channels=sk_min_attn_channels,
-                keep_3x3=sk_keep_3x3, split_input=sk_split_input)
+                keep_3x3=sk_keep_3x3, split_input=sk_split_input, memory_efficient=sk_memory_efficient)
         if stride_in_1x1:
             block_args['stride_in_1x1'] = True
         if branch_act:
@@ -101,6 +104,14 @@ class SeskResNet(ResNet):
             self.conv1[0] = InputConv2d.from_conv(self.conv1[0], min_size=min_size)
         else:
             self.conv1 = InputConv2d.from_conv(self.conv1, min_size=min_size)
+        self.fused = False  # set by timm_sesk.fuse
+
+    def train(self, mode: bool = True) -> 'SeskResNet':
+        if mode and self.fused:
+            raise RuntimeError(
+                'this model was fused for inference (timm_sesk.fuse folded its BatchNorms away) and cannot be '
+                'trained; create a new model with timm.create_model to train.')
+        return super().train(mode)
 
 
 def create_sesk_resnet(variant: str, pretrained: bool = False, **kwargs) -> SeskResNet:
