@@ -68,6 +68,16 @@ class LoopbackHub:
         tmp.replace(path)
         return path
 
+    def _commit(self, repo_id: str) -> str:
+        """A commit id that changes whenever a file of the repository does, as a new upload makes a new commit on
+        the Hub; the client's cache keys snapshots by it, so a republished file must not keep the old id."""
+        state = [repo_id]
+        for path in sorted(self.repo_dir(repo_id).rglob('*')):
+            if path.is_file():
+                stat = path.stat()
+                state.append(f'{path.relative_to(self.repo_dir(repo_id))}:{stat.st_size}:{stat.st_mtime_ns}')
+        return hashlib.sha1('\n'.join(state).encode()).hexdigest()
+
     def _resolve(self, url_path: str) -> Tuple[int, Optional[Path], dict]:
         parts = unquote(url_path.split('?', 1)[0]).strip('/').split('/')
         if len(parts) >= 2 and parts[0] == 'files':
@@ -88,8 +98,7 @@ class LoopbackHub:
                 return 404, None, {'X-Error-Code': 'RepoNotFound', 'X-Error-Message': 'Repository not found'}
             if not path.is_file():
                 return 404, None, {'X-Error-Code': 'EntryNotFound', 'X-Error-Message': 'Entry not found'}
-            commit = hashlib.sha1(repo_id.encode()).hexdigest()
-            return 200, path, {'X-Repo-Commit': commit}
+            return 200, path, {'X-Repo-Commit': self._commit(repo_id)}
         return 404, None, {}
 
     def _api(self, path: str, body: bytes) -> Tuple[int, dict]:

@@ -19,7 +19,8 @@ def _publish_weights_used(hub, code):
 
 
 @pytest.mark.parametrize('index', range(len(BLOCKS)))
-def test_readme_python_block_runs(hub, index):
+def test_readme_python_block_runs(hub, index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # files the examples write (an ONNX export) land here
     _publish_weights_used(hub, BLOCKS[index])
     exec(compile(BLOCKS[index], f'README.md python block {index}', 'exec'), {})
 
