@@ -11,6 +11,19 @@ _BN = nn.modules.batchnorm._BatchNorm
 _RESIDUAL_BLOCK = re.compile(r'(^|\.)layer\d+\.\d+$')  # the blocks of a ResNet-style stage, at any nesting
 
 
+def randomize_params(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Every parameter N(0, 0.5) and every BatchNorm's running statistics random, for checking a layer against its
+    equations with nothing sitting at an identity or a zero."""
+    g = torch.Generator().manual_seed(seed)
+    for p in module.parameters():
+        p.data.normal_(0, 0.5, generator=g)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.5, generator=g)
+            m.running_var.uniform_(0.5, 2.0, generator=g)
+    return module
+
+
 def randomize_bn(model: nn.Module, seed: int = 0, calib_batch: int = 4) -> nn.Module:
     """Give every BatchNorm random, non-identity parameters and running statistics, like a trained network's.
 

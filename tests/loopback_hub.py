@@ -9,10 +9,12 @@ endpoints, with every file uploaded in the "regular" (inline, base64) mode.
 ``huggingface_hub`` reads ``HF_ENDPOINT`` and ``HF_HUB_CACHE`` when it is imported, so ``start_session_hub`` must run
 before anything imports it (timm does, on import).
 """
+import atexit
 import base64
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -191,6 +193,8 @@ def start_session_hub() -> LoopbackHub:
     if 'huggingface_hub' in sys.modules:
         raise RuntimeError('start_session_hub() must run before huggingface_hub is imported')
     root = Path(tempfile.mkdtemp(prefix='timm_sesk_hub_'))
+    # Published weights and the client caches take gigabytes over a full run: remove them when the process ends.
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     hub = LoopbackHub(root / 'server')
     os.environ['HF_ENDPOINT'] = hub.url
     os.environ['HF_HUB_CACHE'] = str(root / 'hf_cache')

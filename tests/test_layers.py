@@ -6,6 +6,7 @@ Everything runs in float64, so agreement is to rounding.
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import randomize_params
 from torch import nn
 
 from timm_sesk.layers import SelectiveKernel, SqueezeExcite, se_hidden_channels, sk_attn_channels
@@ -21,14 +22,7 @@ def float64():
 
 
 def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for p in module.parameters():
-        p.data.normal_(0, 0.5, generator=g)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.5, generator=g)
-            m.running_var.uniform_(0.5, 2.0, generator=g)
-    return module.eval()
+    return randomize_params(module, seed).eval()
 
 
 def _bn(x, bn: nn.BatchNorm2d):

@@ -13,6 +13,7 @@ from typing import Callable, List, Optional
 
 import torch
 import torch.nn.functional as F
+from helpers import randomize_params
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -73,15 +74,7 @@ def sk_equations(sk: SelectiveKernel, x, *, num_paths, groups, stride, dilation,
 # --- Helpers ---
 
 def _randomize(module: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    module = module.double()
-    for p in module.parameters():
-        p.data.normal_(0, 0.5, generator=g)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.5, generator=g)
-            m.running_var.uniform_(0.5, 2.0, generator=g)
-    return module
+    return randomize_params(module.double(), seed)
 
 
 def _input(batch, channels, height, width, seed) -> torch.Tensor:
