@@ -26,7 +26,7 @@ from timm_sesk.weights import (
     PretrainedWeightsError,
     WeightSpec,
     check_state_dict,
-    convert_state_dict,
+    read_checkpoint,
     weights_for,
 )
 from timm_sesk.zoo import ModelFacts, model_facts
@@ -91,13 +91,10 @@ def _parse_kwargs(items: Sequence[str]) -> Dict[str, Any]:
 
 
 def _read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
-    from timm.models import load_state_dict
-
     if not os.path.isfile(path):
         raise CliError(f'no such checkpoint file: {path}', code=2)
     try:
-        # safetensors, or a torch checkpoint read with weights_only=True: tensors only, never arbitrary objects.
-        return convert_state_dict(load_state_dict(path, weights_only=True), 'native')
+        return read_checkpoint(path)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CliError(f'cannot read checkpoint {path}: {first}. Pass a .safetensors file or a PyTorch state dict '

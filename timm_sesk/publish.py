@@ -12,11 +12,10 @@ from typing import Any, Dict, List, Optional, Union
 
 import safetensors.torch
 import timm
-from timm.models import load_state_dict
 from timm.models._hub import generate_readme, save_config_for_hf
 
 from timm_sesk.version import __version__
-from timm_sesk.weights import REFERENCES, WeightSpec, check_state_dict, convert_state_dict, find_spec
+from timm_sesk.weights import REFERENCES, WeightSpec, check_state_dict, find_spec, read_checkpoint
 from timm_sesk.zoo import count_gmacs
 
 __all__ = ['export_hub_folder', 'upload_hub_folder']
@@ -107,7 +106,7 @@ def export_hub_folder(
     spec = find_spec(model.pretrained_cfg)
     checkpoint_sha = None
     if checkpoint is not None:
-        state_dict = convert_state_dict(load_state_dict(str(checkpoint)), 'native')
+        state_dict = read_checkpoint(checkpoint)
         check_state_dict(state_dict, model, source=f'checkpoint {checkpoint}')
         model.load_state_dict(state_dict)
         checkpoint_sha = _sha256(checkpoint)

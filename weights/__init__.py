@@ -6,7 +6,14 @@ This folder ships as ``timm_sesk.weights``. Everything the models know about pre
 from typing import Any, Callable, Dict, Iterable, List
 
 from .errors import PretrainedWeightsError
-from .loading import checkpoint_filter_fn, explain_load_errors, fetch_url, find_spec, resolve_source
+from .loading import (
+    checkpoint_filter_fn,
+    explain_load_errors,
+    fetch_url,
+    find_spec,
+    read_checkpoint,
+    resolve_source,
+)
 from .manifest import NO_WEIGHTS, WEIGHTS, ReportedAccuracy, WeightSpec
 from .mapping import MAPPINGS, check_state_dict, convert_state_dict
 from .references import REFERENCES, Reference, create_reference
@@ -29,6 +36,7 @@ __all__ = [
     'fetch_url',
     'find_spec',
     'pretrained_cfgs',
+    'read_checkpoint',
     'resolve_source',
     'weights_for',
 ]

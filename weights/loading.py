@@ -32,6 +32,7 @@ __all__ = [
     'explain_load_errors',
     'fetch_url',
     'find_spec',
+    'read_checkpoint',
     'resolve_source',
     'url_cache_path',
 ]
@@ -192,6 +193,17 @@ def explain_load_errors(
                if unsafe else '(it is truncated or corrupt). ')
             + 'Nothing was loaded. Delete the file and load again to re-download it, or pass a good copy with '
               'pretrained_cfg_overlay=dict(file=...).') from e
+
+
+def read_checkpoint(path: Any) -> Dict[str, torch.Tensor]:
+    """A local checkpoint (a fine-tuned one, say) as a state dict in timm_sesk's key layout.
+
+    safetensors, or a PyTorch file read with ``weights_only=True`` (tensors only, never arbitrary objects); timm's
+    reader takes a train.py checkpoint's ``state_dict`` and strips DDP / torch.compile prefixes.
+    """
+    from timm.models import load_state_dict
+
+    return convert_state_dict(load_state_dict(str(path), weights_only=True), 'native')
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, Any], model: torch.nn.Module) -> Dict[str, Any]:

@@ -45,15 +45,21 @@ def uses_batch_statistics(norm: nn.Module) -> bool:
             and (norm.training or norm.running_mean is None))
 
 
-def check_batch_norm_input(norm: nn.Module, x: torch.Tensor) -> None:
+def check_batch_norm_input(norm: nn.Module, x: torch.Tensor, message: Optional[str] = None) -> None:
     """Raise a ``ValueError`` that says what to do where ``norm`` would normalise a single value per channel.
 
     PyTorch's own error ("Expected more than 1 value per channel when training") names neither the cause nor a fix.
     The check reads static shapes only; under torch.fx symbolic tracing shapes are proxies and it is skipped.
+
+    Args:
+        norm: The norm about to normalise ``x``.
+        x: Its input, ``B x C x H x W``.
+        message: The error's text, for callers that know a more specific cause and fix (default: a feature map of
+            batch size 1 at 1x1 px).
     """
     if not uses_batch_statistics(norm) or is_fx_symbolic_tracing() or x.numel() != x.shape[1]:
         return
-    raise ValueError(
+    raise ValueError(message or
         f'BatchNorm in training normalises each channel over the batch and the spatial positions, so it needs more '
         f'than one value per channel; got a feature map of shape {tuple(x.shape)} (batch size 1 at 1x1 px). Train '
         f'with a batch size of at least 2, or with a larger input (the deepest feature map must be larger than 1x1: '

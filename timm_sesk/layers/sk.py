@@ -25,8 +25,8 @@ from timm.layers import create_act_layer, freeze_batch_norm_2d
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ._tracing import is_fx_symbolic_tracing, is_tracing
-from .conv_bn_act import ConvBnAct, batch_norm_train, is_plain_batchnorm, recomputing, uses_batch_statistics
+from ._tracing import is_tracing
+from .conv_bn_act import ConvBnAct, batch_norm_train, check_batch_norm_input, is_plain_batchnorm, recomputing
 from .tap import AttentionTap
 
 __all__ = ['SelectiveKernel', 'SelectiveKernelAttn', 'freeze_sk_attn_norm', 'sk_attn_channels', 'sk_path_kernels']
@@ -42,6 +42,14 @@ def sk_path_kernels(num_paths: int, dilation: int = 1, keep_3x3: bool = True) ->
     if keep_3x3:
         return [(3, dilation * (i + 1)) for i in range(num_paths)]
     return [(2 * i + 3, dilation) for i in range(num_paths)]
+
+
+_BATCH_OF_ONE = (
+    'SelectiveKernel attention normalises its fuse vector (one value per sample and channel) with a BatchNorm, which '
+    'in training needs more than one sample per batch; got a batch of 1. Train with a batch size of at least 2, or '
+    'freeze the norms as detectors do: timm.layers.freeze_batch_norm_2d(model) (every BatchNorm uses its running '
+    'statistics), or timm_sesk.layers.freeze_sk_attn_norm(model) (only the SK attention norms; the others keep '
+    'training).')
 
 
 class SelectiveKernelAttn(nn.Module):
@@ -89,14 +97,7 @@ class SelectiveKernelAttn(nn.Module):
 
     def _norm(self, z: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if uses_batch_statistics(self.bn) and not is_fx_symbolic_tracing() and z.shape[0] == 1:
-                raise ValueError(
-                    'SelectiveKernel attention normalises its fuse vector (one value per sample and channel) with a '
-                    'BatchNorm, which in training needs more than one sample per batch; got a batch of 1. Train '
-                    'with a batch size of at least 2, or freeze the norms as detectors do: '
-                    'timm.layers.freeze_batch_norm_2d(model) (every BatchNorm uses its running statistics), or '
-                    'timm_sesk.layers.freeze_sk_attn_norm(model) (only the SK attention norms; the others keep '
-                    'training).')
+            check_batch_norm_input(self.bn, z, _BATCH_OF_ONE)  # z is B x d x 1 x 1: one value per sample
             # The norm's own mode decides (a norm frozen with .eval() keeps its statistics), and checkpoint
             # recomputation must not update the statistics.
             if self.bn.training and is_plain_batchnorm(self.bn):
