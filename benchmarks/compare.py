@@ -168,7 +168,7 @@ def time_training(arch: str, names: List[str], batch: int, size: int, device: st
 
 _TRAINING_MODELS: Dict[str, Callable[[str], torch.nn.Module]] = {
     'timm_sesk': lambda arch: timm.create_model(arch),
-    'timm_sesk sk_memory_efficient=False': lambda arch: timm.create_model(arch, sk_memory_efficient=False),
+    'timm_sesk sk_memory_efficient=True': lambda arch: timm.create_model(arch, sk_memory_efficient=True),
     'timm': lambda arch: create_reference(arch),
     'naive (paper equations)': lambda arch: naive_copy(timm.create_model(arch)),
     'plain': lambda arch: timm.create_model(PLAIN_TWINS[arch]),
@@ -179,7 +179,7 @@ def training_variants(arch: str) -> List[str]:
     """The training comparisons that apply to ``arch``: the memory knob only exists for SK models."""
     names = ['timm_sesk', 'timm', 'naive (paper equations)']
     if arch.startswith('sk_'):
-        names.insert(1, 'timm_sesk sk_memory_efficient=False')
+        names.insert(1, 'timm_sesk sk_memory_efficient=True')
     if arch in PLAIN_TWINS:
         names.append('plain')
     return names

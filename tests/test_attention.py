@@ -207,8 +207,10 @@ def test_several_passes_keep_the_last_or_accumulate():
         torch.testing.assert_close(both[key][1:], last[key])
 
 
-def test_a_training_step_records_its_forward_pass_once():
-    model = _model('sk_resnet18').train()  # memory-efficient SK units recompute their selection in backward
+@pytest.mark.parametrize('memory_efficient', [False, True])
+def test_a_training_step_records_its_forward_pass_once(memory_efficient):
+    # Memory-efficient SK units recompute their selection in backward: that is no new forward pass.
+    model = _model('sk_resnet18', sk_memory_efficient=memory_efficient).train()
     with record(model, accumulate=True) as rec:
         model(_x(batch=2)).sum().backward()
     assert all(w.shape[0] == 2 for w in rec.values()) and len(rec) == 8

@@ -1,5 +1,5 @@
-"""Every fast path computes the published network's function: eval-time BN folding, in-place selection, NCHW and
-channels_last, ``timm_sesk.fuse``, torch.compile, and the memory-efficient (recomputing) SK training path."""
+"""Every fast path computes the published network's function: NCHW and channels_last, ``timm_sesk.fuse``,
+torch.compile, and the memory-efficient (recomputing) SK training path."""
 import copy
 
 import pytest
@@ -70,8 +70,8 @@ def test_fuse_applies_to_a_features_only_backbone():
         assert rel_err(a, e) < TOL
 
 
-def test_inplace_select_leaves_returned_tensors_alone():
-    # In no-grad mode SK and SE overwrite their own activations; nothing handed back to the caller may change.
+def test_running_again_leaves_returned_tensors_alone():
+    # Nothing handed back to the caller (inputs, intermediates) may change when the model runs again.
     _, ours = _pair('sk_resnet18')
     x = _x()
     x_copy = x.clone()
@@ -101,7 +101,8 @@ def _train_step(model, x):
 @pytest.mark.parametrize('split_input', [False, True])
 def test_memory_efficient_training_matches_plain_autograd(split_input):
     torch.manual_seed(0)
-    unit = SelectiveKernel(32, 32, groups=4 if not split_input else 1, split_input=split_input).double().train()
+    unit = SelectiveKernel(
+        32, 32, groups=4 if not split_input else 1, split_input=split_input, memory_efficient=True).double().train()
     plain = copy.deepcopy(unit)
     plain.memory_efficient = False
     x = torch.randn(4, 32, 9, 9, dtype=torch.float64, requires_grad=True)
@@ -118,7 +119,7 @@ def test_memory_efficient_training_matches_plain_autograd(split_input):
 
 def test_memory_efficient_training_gradcheck():
     torch.manual_seed(0)
-    unit = SelectiveKernel(8, 8, groups=2, num_paths=2, min_attn_channels=4).double().train()
+    unit = SelectiveKernel(8, 8, groups=2, num_paths=2, min_attn_channels=4, memory_efficient=True).double().train()
     x = torch.randn(3, 8, 5, 5, dtype=torch.float64, requires_grad=True)
     assert unit._checkpointable()
     assert torch.autograd.gradcheck(lambda t: unit(t), (x,), eps=1e-6, atol=1e-5)
@@ -146,8 +147,8 @@ def test_memory_efficient_training_keeps_fewer_tensors():
 
 def test_whole_model_memory_efficient_training_matches():
     torch.manual_seed(0)
-    model = timm.create_model('sk_resnet26', num_classes=10).double().train()
-    plain = timm.create_model('sk_resnet26', num_classes=10, sk_memory_efficient=False).double().train()
+    model = timm.create_model('sk_resnet26', num_classes=10, sk_memory_efficient=True).double().train()
+    plain = timm.create_model('sk_resnet26', num_classes=10).double().train()
     plain.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     torch.testing.assert_close(_train_step(model, x), _train_step(plain, x))

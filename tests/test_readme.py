@@ -12,7 +12,8 @@ BLOCKS = re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)
 
 
 def _publish_weights_used(hub, code):
-    for name in re.findall(r"create_model\('([\w.]+)', pretrained=True", code):
+    for name in re.findall(r"create_model\('([\w.]+)', pretrained=True|export_hub_folder\('([\w.]+)'", code):
+        name = ''.join(name)
         arch, _, tag = name.partition('.')
         specs = weights_for(arch)
         publish_source(hub, next(s for s in specs if s.tag == tag) if tag else specs[0])

@@ -123,17 +123,18 @@ def test_freeze_sk_attn_norm_keeps_eval_outputs_and_checkpoints():
     assert freeze_sk_attn_norm(frozen) is frozen  # idempotent
 
 
-def test_norms_in_eval_mode_inside_a_training_model_use_their_running_statistics():
+@pytest.mark.parametrize('memory_efficient', [False, True])
+def test_norms_in_eval_mode_inside_a_training_model_use_their_running_statistics(memory_efficient):
     # model.train() with the BatchNorms put back in eval mode: every norm must use and keep its running statistics,
     # on the memory-efficient (recomputing) path too.
     torch.manual_seed(0)
-    unit = SelectiveKernel(16, 16, groups=4).double().train()
+    unit = SelectiveKernel(16, 16, groups=4, memory_efficient=memory_efficient).double().train()
     for m in unit.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_()
             m.running_var.uniform_(0.5, 2.0)
             m.eval()
-    assert unit._checkpointable()
+    assert unit._checkpointable() == memory_efficient
     stats = copy.deepcopy(list(unit.buffers()))
     x = torch.randn(4, 16, 6, 6, dtype=torch.float64)
     expected = copy.deepcopy(unit).eval()(x)

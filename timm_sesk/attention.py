@@ -104,8 +104,7 @@ class AttentionRecord(Mapping[str, torch.Tensor]):
     """The attention weights recorded by ``record``: a mapping from unit key to a float32 tensor.
 
     SE units map to their excitation, ``B x C``; SK units to their selection weights, ``B x M x C``, which sum to 1
-    over the M paths (for two paths the unit computes path 0's weight ``a`` and gives path 1 ``1 - a``; both are
-    stored). Tensors are detached copies, safe to keep after the model runs again or changes them in place.
+    over the M paths. Tensors are detached copies, safe to keep after the model runs again or changes them in place.
 
     Iteration follows the model's module order and covers the units recorded so far; ``units`` lists all of them.
     """
@@ -139,11 +138,7 @@ class AttentionRecord(Mapping[str, torch.Tensor]):
         self._weights.clear()
 
     def _add(self, unit: AttentionUnit, weights: torch.Tensor) -> None:
-        weights = weights.detach().float()
-        if unit.kind == 'sk' and weights.dim() == 2:
-            weights = torch.stack([weights, 1 - weights], dim=1)  # two paths: the tap sees path 0's weight only
-        else:
-            weights = weights.clone()  # the caller may reuse the tensor; keep our own copy
+        weights = weights.detach().float().clone()  # the model may reuse the tensor; keep our own copy
         previous = self._weights.get(unit.key)
         if self.accumulate and previous is not None:
             weights = torch.cat([previous, weights], dim=0)

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Union
 import safetensors.torch
 import timm
 from timm.models._hub import generate_readme, save_config_for_hf
+from torch import nn
 
 from timm_sesk.version import __version__
 from timm_sesk.weights import REFERENCES, WeightSpec, check_state_dict, find_spec, read_checkpoint
@@ -72,6 +73,16 @@ def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[
     return details
 
 
+def _save_config(model: nn.Module, path: Path, model_config: Optional[Dict[str, Any]]) -> None:
+    """timm's ``config.json``, without ``num_classes`` in ``model_args``: the root ``num_classes`` already gives it to
+    timm, and transformers' ``TimmWrapperForImageClassification`` passes it to ``create_model`` itself (so a second
+    copy fails with "got multiple values for keyword argument 'num_classes'")."""
+    save_config_for_hf(model, str(path), model_config=model_config)
+    config = json.loads(path.read_text())
+    config.get('model_args', {}).pop('num_classes', None)
+    path.write_text(json.dumps(config, indent=2))
+
+
 def export_hub_folder(
         model_name: str,
         out_dir: Union[str, Path],
@@ -128,7 +139,7 @@ def export_hub_folder(
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     safetensors.torch.save_file(state, str(out / 'model.safetensors'), metadata=metadata)
     model_config = {'label_names': label_names} if label_names else None
-    save_config_for_hf(model, str(out / 'config.json'), model_config=model_config)
+    _save_config(model, out / 'config.json', model_config)
 
     family = 'sk' if arch.startswith('sk_') else 'se'
     input_size = tuple(model.pretrained_cfg['input_size'])

@@ -1,7 +1,7 @@
 """Conv → norm → act: the unit every convolution in an SE/SK block is built from.
 
-In eval mode a BatchNorm is folded into its convolution on the fly (``conv_bn_eval``): the same function, to fp32
-rounding, without a pass over the activation. ``timm_sesk.fuse`` folds the weights once and for all.
+Every submodule is called as a module, in eval and in training, as in timm's ``ConvNormAct``: forward hooks fire and
+torch.fx records each conv and norm as a ``call_module``. Folding the norms for inference is ``timm_sesk.fuse``'s job.
 """
 import threading
 from typing import Callable, Optional
@@ -14,11 +14,9 @@ from torch import nn
 from ._tracing import is_fx_symbolic_tracing
 
 __all__ = [
-    'ConvBn',
     'ConvBnAct',
-    'batch_norm_train',
+    'batch_norm_recomputed',
     'check_batch_norm_input',
-    'conv_bn_eval',
     'is_plain_batchnorm',
     'is_recomputing',
     'recomputing',
@@ -67,18 +65,6 @@ def check_batch_norm_input(norm: nn.Module, x: torch.Tensor, message: Optional[s
         f'timm.layers.freeze_batch_norm_2d(model) makes every BatchNorm use its running statistics.')
 
 
-def conv_bn_eval(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """``bn(conv(x))`` for an eval-mode BatchNorm, computed as one convolution with folded weights and bias.
-
-    Folding costs one pass over the weights; it saves one over the activation and its allocation.
-    """
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    bias = bn.bias - bn.running_mean * scale
-    if conv.bias is not None:
-        bias = bias + conv.bias * scale
-    return conv._conv_forward(x, conv.weight * scale.reshape(-1, 1, 1, 1), bias)
-
-
 class recomputing:
     """Marks the recomputation of a checkpointed region, during which BatchNorms must not update their statistics.
 
@@ -99,38 +85,23 @@ def is_recomputing() -> bool:
     return getattr(_recompute, 'active', False)
 
 
-def batch_norm_train(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """Training-mode ``bn(x)`` that leaves the running statistics alone when run again under ``recomputing()``.
+def batch_norm_recomputed(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(x)`` in training mode, as run again by a checkpoint's recomputation: the running statistics stay as the
+    original forward left them, and the module's hooks do not fire a second time.
 
-    The recomputation calls the same op on scratch copies of the statistics, so that it saves the same tensors for
+    It calls the same op as the module, on scratch copies of the statistics, so that it saves the same tensors for
     backward as the original forward (torch.utils.checkpoint compares them).
     """
-    if is_recomputing():
-        running_mean, running_var = bn.running_mean.clone(), bn.running_var.clone()
-        momentum = 0.0
-    else:
-        running_mean, running_var = bn.running_mean, bn.running_var
-        bn.num_batches_tracked.add_(1)
-        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-    return F.batch_norm(x, running_mean, running_var, bn.weight, bn.bias, True, momentum, bn.eps)
+    return F.batch_norm(x, bn.running_mean.clone(), bn.running_var.clone(), bn.weight, bn.bias, True, 0.0, bn.eps)
 
 
-class ConvBn(nn.Sequential):
-    """A ``Sequential`` ending in Conv2d → BatchNorm (timm's downsample paths), folding the norm in eval mode.
-
-    The children keep their indices, so state dicts are unchanged.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():  # noqa: SIM102 - TorchScript only skips compiling a bare is_scripting() test
-            if len(self) >= 2 and isinstance(self[-2], nn.Conv2d) and is_plain_batchnorm(self[-1]) \
-                    and not self[-1].training:
-                for module in list(self)[:-2]:
-                    x = module(x)
-                return conv_bn_eval(self[-2], self[-1], x)
-        for module in self:
-            x = module(x)
-        return x
+def norm_forward(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` called as a module, except during a checkpoint's recomputation of a training-mode BatchNorm
+    (``batch_norm_recomputed``). The norm's own mode decides: a norm frozen with ``.eval()`` inside a training model
+    keeps its statistics."""
+    if is_recomputing() and is_plain_batchnorm(norm) and norm.training:
+        return batch_norm_recomputed(norm, x)
+    return norm(x)
 
 
 class ConvBnAct(nn.Module):
@@ -202,20 +173,12 @@ class ConvBnAct(nn.Module):
 
     def after_conv(self, x: torch.Tensor) -> torch.Tensor:
         """Everything after the convolution: norm, DropBlock, activation, anti-aliasing."""
-        check_batch_norm_input(self.bn, x)
-        # The norm's own mode decides: a norm frozen with .eval() inside a training model keeps its statistics.
-        x = batch_norm_train(self.bn, x) if self.bn.training and is_plain_batchnorm(self.bn) else self.bn(x)
+        if not torch.jit.is_scripting():
+            check_batch_norm_input(self.bn, x)
+            x = norm_forward(self.bn, x)
+        else:
+            x = self.bn(x)
         return self.aa(self.act(self.drop(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():  # noqa: SIM102 - TorchScript only skips compiling a bare is_scripting() test
-            if not self.bn.training and is_plain_batchnorm(self.bn):
-                return self.aa(self.act(self.drop(conv_bn_eval(self.conv, self.bn, x))))
-        x = self.conv(x)
-        if not torch.jit.is_scripting():
-            check_batch_norm_input(self.bn, x)
-        x = self.bn(x)
-        x = self.drop(x)
-        x = self.act(x)
-        x = self.aa(x)
-        return x
+        return self.after_conv(self.conv(x))

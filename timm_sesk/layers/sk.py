@@ -6,13 +6,16 @@ Paper: `Selective Kernel Networks` - Li, Wang, Hu, Yang (arXiv:1903.06586)
     Fuse:   s = GAP(sum_m U_m),  z = ReLU(BN(W_r s)),  W_r: d x C,  d = max(C / r, L)
     Select: a = softmax over m of (W_s z reshaped M x C),  V = sum_m a_m · U_m
 
-How it is computed, for speed and memory:
-* No ``B x M x C x H x W`` stack is formed: s is the sum of the paths' GAPs, and for M = 2 the softmax is the
-  sigmoid of the logit difference and V = U_2 + a (U_1 - U_2) is one ``lerp``, which keeps the memory layout
-  (channels_last stays channels_last), in place when nothing records gradients.
-* In training, everything after the paths' convolutions (their norms and activations, the attention and the
-  select) is checkpointed: only the convolution outputs are kept for backward and the rest is recomputed, which
-  saves two activations per unit for a few elementwise passes.
+How it is computed:
+* Every submodule (each path, its conv and norm, the attention and its layers) is called as a module, in eval and in
+  training, so forward hooks and torch.fx see what they see in timm's ``SelectiveKernel``.
+* No ``B x M x C x H x W`` stack is formed: s is the sum of the paths' GAPs, and for M = 2 the weighted sum
+  V = U_2 + a_1 (U_1 - U_2) is one ``lerp``, which keeps the memory layout (channels_last stays channels_last).
+* On request (``memory_efficient=True``), in training everything after the paths' convolutions (their norms and
+  activations, the attention and the select) is checkpointed: only the convolution outputs are kept for backward and
+  the rest is recomputed, which saves two activations per unit for a few elementwise passes. Norms do not update
+  their statistics again in the recomputation, but hooks on the recomputed activations and attention fire again, as
+  with timm's gradient checkpointing.
 
 The fuse norm normalises a ``B x d`` vector, one value per sample and channel, so a training-mode BatchNorm there
 needs a batch of at least 2 (see ``SelectiveKernel`` and ``freeze_sk_attn_norm``).
@@ -26,7 +29,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ._tracing import is_tracing
-from .conv_bn_act import ConvBnAct, batch_norm_train, check_batch_norm_input, is_plain_batchnorm, recomputing
+from .conv_bn_act import ConvBnAct, check_batch_norm_input, is_plain_batchnorm, norm_forward, recomputing
 from .tap import AttentionTap
 
 __all__ = ['SelectiveKernel', 'SelectiveKernelAttn', 'freeze_sk_attn_norm', 'sk_attn_channels', 'sk_path_kernels']
@@ -98,21 +101,12 @@ class SelectiveKernelAttn(nn.Module):
     def _norm(self, z: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
             check_batch_norm_input(self.bn, z, _BATCH_OF_ONE)  # z is B x d x 1 x 1: one value per sample
-            # The norm's own mode decides (a norm frozen with .eval() keeps its statistics), and checkpoint
-            # recomputation must not update the statistics.
-            if self.bn.training and is_plain_batchnorm(self.bn):
-                return batch_norm_train(self.bn, z)
+            return norm_forward(self.bn, z)
         return self.bn(z)
 
     def forward(self, paths: List[torch.Tensor]) -> torch.Tensor:
         """Selection weights ``B x M x C``, softmax over the paths, as applied."""
         return self.tap(torch.softmax(self.logits(paths), dim=1))
-
-    def pair_weight(self, paths: List[torch.Tensor]) -> torch.Tensor:
-        """For two paths, the weight ``B x C`` of the first, as applied: softmax over two logits is the sigmoid of
-        their difference, and the second path's weight is one minus it."""
-        logits = self.logits(paths)
-        return self.tap(torch.sigmoid(logits[:, 0] - logits[:, 1]))
 
 
 def freeze_sk_attn_norm(model: nn.Module) -> nn.Module:
@@ -159,7 +153,7 @@ class SelectiveKernel(nn.Module):
             attn_channels: Optional[int] = None,
             keep_3x3: bool = True,
             split_input: bool = False,
-            memory_efficient: bool = True,
+            memory_efficient: bool = False,
             act_layer: Callable[..., nn.Module] = nn.ReLU,
             norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
             aa_layer: Optional[Callable[..., nn.Module]] = None,
@@ -182,7 +176,8 @@ class SelectiveKernel(nn.Module):
             split_input: Feed each path an equal slice of the input channels (timm's basic-block SK variant)
                 instead of the whole input.
             memory_efficient: In training, keep only the paths' convolution outputs for backward and recompute the
-                rest (two activations less per unit, a few elementwise passes more).
+                rest (two activations less per unit, a few elementwise passes more; hooks on the recomputed
+                modules fire again in backward).
             act_layer: Activation of the paths and of the fuse layer.
             norm_layer: Norm layer of the paths and of the fuse layer.
             aa_layer: Optional anti-aliasing for strided paths.
@@ -235,15 +230,12 @@ class SelectiveKernel(nn.Module):
 
     def select(self, paths: List[torch.Tensor]) -> torch.Tensor:
         """Fuse and select: V = sum_m a_m · U_m."""
+        weights = self.attn(paths)[:, :, :, None, None]
         if self.num_paths == 2:
-            weight = self.attn.pair_weight(paths)[:, :, None, None]
-            if torch.is_grad_enabled():
-                return torch.lerp(paths[1], paths[0], weight)
-            return paths[1].lerp_(paths[0], weight)  # nothing records the paths: no new activation
-        weights = self.attn(paths)
-        out = paths[0] * weights[:, 0, :, None, None]
+            return torch.lerp(paths[1], paths[0], weights[:, 0])  # U_2 + a_1 (U_1 - U_2), one pass
+        out = paths[0] * weights[:, 0]
         for i in range(1, self.num_paths):
-            out = out + paths[i] * weights[:, i, :, None, None]
+            out = out + paths[i] * weights[:, i]
         return out
 
     def _select_after_convs(self, *convs: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 from timm.layers import create_attn
 from torch import nn
 
-from timm_sesk.layers import ConvBn, ConvBnAct, SqueezeExcite
+from timm_sesk.layers import ConvBnAct
 
 __all__ = ['SE_POSITIONS', 'BasicBlock', 'Bottleneck']
 
@@ -43,20 +43,9 @@ class _ResidualBlock(nn.Module):
             raise ValueError(f'attn_position must be one of {SE_POSITIONS}, got {attn_position!r}')
         self.attn_position = attn_position
         self.se = create_attn(attn_layer, inplanes if attn_position == 'pre' else outplanes, **dd)
-        # timm's downsample is a plain Sequential ending in conv → norm; ConvBn folds the norm in eval mode.
-        self.downsample = ConvBn(*downsample) if type(downsample) is nn.Sequential else downsample
+        self.downsample = downsample
         self.drop_path = drop_path
         self.act = act_layer(inplace=True)
-
-    @torch.jit.unused
-    def _scale_add(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        """Standard SE and the addition in one pass, shortcut + x * e, instead of one pass for x * e and one for
-        the sum; in place when nothing records gradients."""
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        scale = self.se.excitation(x)[:, :, None, None]
-        x = torch.addcmul(shortcut, x, scale) if torch.is_grad_enabled() else torch.addcmul(shortcut, x, scale, out=x)
-        return self.act(x)
 
     def _branch_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.se is not None and self.attn_position == 'pre':
@@ -64,9 +53,6 @@ class _ResidualBlock(nn.Module):
         return x
 
     def _merge(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():  # noqa: SIM102 - TorchScript only skips compiling a bare is_scripting() test
-            if isinstance(self.se, SqueezeExcite) and self.attn_position == 'standard' and self.drop_path is None:
-                return self._scale_add(x, shortcut)
         if self.se is not None and self.attn_position == 'standard':
             x = self.se(x)
         if self.drop_path is not None:

@@ -2,8 +2,8 @@
 
 timm's ``ResNet`` builds the stem, the stages, the head, feature extraction, intermediates and grad checkpointing;
 ``SeskResNet`` adds the papers' SE and SK options on top of it as flat keyword arguments (so that they work from
-``timm.create_model`` and from ``train.py --model-kwargs``), the SENet authors' Caffe stem pooling, and a first
-convolution that checks its input.
+``timm.create_model`` and from ``train.py --model-kwargs``), the SENet authors' Caffe stem pooling, and an input
+check on the first convolution.
 """
 from functools import partial
 from typing import Optional
@@ -12,7 +12,7 @@ from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 from timm.models.resnet import ResNet
 from torch import nn
 
-from timm_sesk.layers import InputConv2d, SelectiveKernel, SqueezeExcite
+from timm_sesk.layers import SelectiveKernel, SqueezeExcite, add_input_check
 from timm_sesk.weights import (
     PretrainedWeightsError,
     archs_with_weights,
@@ -23,10 +23,22 @@ from timm_sesk.weights import (
     resolve_source,
 )
 
+from .blocks import SE_POSITIONS
+
 __all__ = ['SeskResNet', 'create_sesk_resnet']
 
 # The Caffe stem pool has no padding: the stem output, floor((H - 1) / 2) + 1, must cover its 3x3 window.
 _CAFFE_STEM_MIN_SIZE = 5
+
+
+def _check_se_position(se_position: Optional[str]) -> Optional[str]:
+    """The SE position, or None for no SE (spelled ``'none'``, ``None``, ``''`` or ``False``)."""
+    if not se_position or se_position == 'none':
+        return None
+    if se_position not in SE_POSITIONS:
+        raise ValueError(
+            f"se_position must be one of {(*SE_POSITIONS, 'none')}, got {se_position!r} ('none' for no SE)")
+    return se_position
 
 
 class SeskResNet(ResNet):
@@ -51,7 +63,7 @@ class SeskResNet(ResNet):
             sk_min_attn_channels: int = 32,
             sk_keep_3x3: bool = True,
             sk_split_input: bool = False,
-            sk_memory_efficient: bool = True,
+            sk_memory_efficient: bool = False,
             stride_in_1x1: bool = False,
             branch_act: bool = False,
             caffe_stem_pool: bool = False,
@@ -61,7 +73,9 @@ class SeskResNet(ResNet):
         Args:
             block: Block class, ``BasicBlock`` or ``Bottleneck`` from ``timm_sesk.models.blocks``.
             layers: Blocks per stage.
-            se_position: SE integration (``'standard'``, ``'pre'``, ``'post'``, ``'identity'``); None for no SE.
+            se_position: SE integration (``'standard'``, ``'pre'``, ``'post'``, ``'identity'``), or ``'none'`` for no
+                SE. ``timm.create_model`` drops arguments whose value is None, so ``se_position=None`` reaches only a
+                direct call of the entrypoint; ``'none'`` works everywhere, ``train.py --model-kwargs`` included.
             se_reduction: SE reduction ratio r.
             se_divisor: SE bottleneck width is rounded to a multiple of this (1 keeps ``C // r`` exactly).
             se_squeeze: SE global pooling, ``'avg'`` or ``'max'``.
@@ -73,7 +87,8 @@ class SeskResNet(ResNet):
             sk_keep_3x3: SK path i is a 3x3 conv with dilation i+1; otherwise a dense (2i+3)x(2i+3) conv.
             sk_split_input: Split the input channels across the SK paths.
             sk_memory_efficient: In training, recompute the SK units' norms, activations and selection in backward
-                instead of storing them (less memory, slightly more time).
+                instead of storing them (less memory, slightly more time; hooks on the recomputed modules fire again
+                in backward, as with timm's gradient checkpointing).
             stride_in_1x1: Stride on the bottleneck's first 1x1 conv (Caffe ResNet), not on the 3x3.
             branch_act: Activation on the residual branch's output before SE and the addition (Cadene's SE basic
                 block).
@@ -82,6 +97,7 @@ class SeskResNet(ResNet):
             **kwargs: timm ``ResNet`` arguments.
         """
         block_args = dict(kwargs.pop('block_args', None) or {})
+        se_position = _check_se_position(se_position)
         if se_position:
             block_args['attn_layer'] = partial(
                 SqueezeExcite, reduction=se_reduction, divisor=se_divisor, squeeze=se_squeeze, bias=se_bias,
@@ -100,10 +116,7 @@ class SeskResNet(ResNet):
         if caffe_stem_pool:
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
         min_size = _CAFFE_STEM_MIN_SIZE if caffe_stem_pool else 1
-        if isinstance(self.conv1, nn.Sequential):
-            self.conv1[0] = InputConv2d.from_conv(self.conv1[0], min_size=min_size)
-        else:
-            self.conv1 = InputConv2d.from_conv(self.conv1, min_size=min_size)
+        add_input_check(self.conv1[0] if isinstance(self.conv1, nn.Sequential) else self.conv1, min_size=min_size)
         self.fused = False  # set by timm_sesk.fuse
 
     def train(self, mode: bool = True) -> 'SeskResNet':
