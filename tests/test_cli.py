@@ -141,10 +141,10 @@ def test_info_describes_architecture_compute_and_weights():
 
 
 def test_info_of_a_model_without_weights_says_why(capsys):
-    assert main(['info', 'se_resnet18']) == 0
+    assert main(['info', 'sk_resnet26']) == 0  # se_resnet18 and the other former ones have graft tags now
     out = capsys.readouterr().out
-    assert 'SE units    8, position standard, squeeze avg, gate Sigmoid' in out
-    assert 'pretrained weights: none. timm registers seresnet18 but publishes no weights' in out
+    assert 'SK units    8, M=2 paths: 3x3 dilation 1 (3x3 window), 3x3 dilation 2 (5x5 window)' in out
+    assert 'pretrained weights: none. None published: the SKNet authors release SKNet-50 and SKNet-101 only' in out
 
 
 def test_info_marks_the_selected_tag(capsys):

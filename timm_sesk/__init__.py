@@ -8,9 +8,10 @@ import timm
 
 from . import attention, layers, models, weights
 from .fuse import fuse
+from .graft import graft
 from .version import __version__
 
-__all__ = ['MODEL_MODULES', '__version__', 'attention', 'fuse', 'layers', 'list_models', 'models', 'weights']
+__all__ = ['MODEL_MODULES', '__version__', 'attention', 'fuse', 'graft', 'layers', 'list_models', 'models', 'weights']
 
 # timm's registry keys models by the basename of the module registering them.
 MODEL_MODULES = ('se_resnet', 'sk_resnet')

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .manifest import NO_WEIGHTS, WEIGHTS, WeightSpec
+from .manifest import NO_WEIGHTS, NOT_GRAFTABLE, WEIGHTS, WeightSpec
 from .references import REFERENCES
 
 __all__ = ['render']
@@ -99,6 +99,8 @@ def _source_cell(spec: WeightSpec) -> str:
 
 
 def _accuracy_cells(spec: WeightSpec) -> List[str]:
+    if spec.is_graft:  # no accuracy is claimed for a grafted network: see the grafts' section
+        return ['graft', 'graft']
     if not spec.accuracy:
         return ['—', '—']
     first = spec.accuracy[0]
@@ -129,7 +131,7 @@ def _models_table() -> List[str]:
 
 def _provenance() -> List[str]:
     lines = ['', '### Provenance of each tag', '']
-    for spec in WEIGHTS:
+    for spec in (w for w in WEIGHTS if not w.is_graft):
         pin = f' sha256 prefix `{spec.hash_prefix}` (from the file name).' if spec.hash_prefix else ''
         reported = '; '.join(
             f'{a.top1:.2f}' + (f' / {a.top5:.2f}' if a.top5 is not None else '') + f' at {a.img_size} px, crop '
@@ -149,10 +151,43 @@ def _no_weights() -> List[str]:
     return lines
 
 
+_GRAFTS_INTRO = """
+## Grafted starting points (`graft_*` tags)
+
+Five architectures have no trained weights anywhere. For four of them, a `graft_*` tag loads the weights of a strong
+plain twin from its own Hub repository and grafts them on as they load (`timm_sesk.graft`, the tags' filter
+function): the SE or SK network then computes exactly the plain network's function (the same logits in eval within
+fp32 rounding, the same training-mode forward). Each **starts at the plain network's reported top-1**, given below
+with its source; **its SE/SK attention is untrained: fine-tune before use.** No accuracy is claimed for the grafted
+network itself, and the table above shows none.
+
+- SE: the last SE FC is zero, so the gate is exactly 0.5, and the branch's last BatchNorm weight and bias are doubled
+  (exact in floating point).
+- SK (bottleneck): path 1 is the plain grouped 3x3; the new dilated path starts at a constant c = 0.5 (norm weight 0,
+  bias c: a live ReLU), the select FC is zero (weights 0.5 / 0.5), the next 1x1 conv's weight is doubled and its
+  BatchNorm running mean takes the constant offset c * sum(W) (in training the batch mean removes it).
+- Every new parameter gets a gradient within two optimizer steps; the test suite checks all of this against timm's
+  plain networks (`tests/test_graft.py`).
+"""
+
+
+def _grafts() -> List[str]:
+    lines = [_GRAFTS_INTRO.rstrip('\n'), '']
+    for spec in (w for w in WEIGHTS if w.is_graft):
+        starts = '; '.join(f'{a.top1:.2f} / {a.top5:.2f} at {a.img_size} px, crop {a.crop_pct}' for a in spec.accuracy)
+        lines.append(
+            f'- `{spec.name}`: weights from Hub `{spec.hf_hub_id}` (licence {spec.license}; data config '
+            f'{spec.input_size[-1]} px, crop {spec.crop_pct}, {spec.interpolation}). Starts at the plain network\'s '
+            f'reported top-1 / top-5: {starts} (reported by: {spec.accuracy[0].reported_by}). {spec.notes}')
+    lines += ['', 'Not graftable exactly, so no tag:', '']
+    lines += [f'- `{archs}`: {why}' for archs, why in NOT_GRAFTABLE.items()]
+    return lines
+
+
 def render() -> str:
     """The full MODEL_CARD.md text."""
     lines = [_HEADER, '## Models and weights', '', *_models_table(), _TABLE_NOTE.rstrip('\n'), *_provenance(),
-             *_no_weights()]
+             *_grafts(), *_no_weights()]
     return '\n'.join(lines) + '\n' + _FOOTER
 
 

@@ -23,7 +23,7 @@ from huggingface_hub.errors import (
 from safetensors import SafetensorError
 
 from .errors import PretrainedWeightsError
-from .manifest import WEIGHTS, WeightSpec
+from .manifest import WEIGHTS, WeightSpec, is_graft_tag
 from .mapping import check_state_dict, convert_state_dict
 
 __all__ = [
@@ -207,12 +207,23 @@ def read_checkpoint(path: Any) -> Dict[str, torch.Tensor]:
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, Any], model: torch.nn.Module) -> Dict[str, Any]:
-    """timm ``pretrained_filter_fn``: map a checkpoint to our layout and check that it fits the model exactly."""
+    """timm ``pretrained_filter_fn``: map a checkpoint to our layout and check that it fits the model exactly.
+
+    A ``graft_*`` tag's checkpoint is a plain ResNet's, grafted onto the model (``timm_sesk.graft``).
+    """
     cfg = model.pretrained_cfg
     spec = find_spec(cfg)
-    mapped = convert_state_dict(state_dict, spec.mapping if spec else 'native')
-    adaptable = [cfg.get('first_conv') or 'conv1', cfg.get('classifier') or 'fc']
     kind, location = resolve_source(cfg)
+    # A graft tag's own source holds the plain twin's weights, as does timm_sesk.graft's state dict; a graft tag's
+    # name on another repository (a fine-tune exported with timm_sesk) holds our own layout.
+    grafting = spec.is_graft if spec else (kind == 'state_dict' and is_graft_tag(cfg.get('tag')))
+    if grafting:
+        from timm_sesk.graft import graft_state_dict  # lazily: the graft builds on the models, which import this
+
+        mapped = graft_state_dict(state_dict, model, mapping=spec.mapping if spec else 'timm_resnet')
+    else:
+        mapped = convert_state_dict(state_dict, spec.mapping if spec else 'native')
+    adaptable = [cfg.get('first_conv') or 'conv1', cfg.get('classifier') or 'fc']
     if kind == 'file':  # a local copy of a tag's file still gets the tag's mapping, but the message names the file
         source = str(location)
     elif kind == 'state_dict':

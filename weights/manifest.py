@@ -8,7 +8,16 @@ from typing import Optional, Tuple
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-__all__ = ['NO_WEIGHTS', 'WEIGHTS', 'ReportedAccuracy', 'WeightSpec']
+__all__ = [
+    'GRAFT_TAG_PREFIX', 'NOT_GRAFTABLE', 'NO_WEIGHTS', 'WEIGHTS', 'ReportedAccuracy', 'WeightSpec', 'is_graft_tag']
+
+# Tags named graft_* hold a plain ResNet's weights, grafted onto the SE/SK model as they load (timm_sesk.graft).
+GRAFT_TAG_PREFIX = 'graft'
+
+
+def is_graft_tag(tag: Optional[str]) -> bool:
+    """Whether a pretrained tag loads a plain network's weights through the graft."""
+    return bool(tag) and (tag == GRAFT_TAG_PREFIX or tag.startswith(GRAFT_TAG_PREFIX + '_'))
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,8 @@ class WeightSpec:
         interpolation: Resize interpolation.
         mean: Input normalisation mean.
         std: Input normalisation std.
-        accuracy: Accuracy the source reports, at the eval size first.
+        accuracy: Accuracy the source reports, at the eval size first. For a graft, the plain network's: the graft
+            starts as that network's function, and no accuracy is claimed for it after training.
         origin_url: Page describing the weights.
         notes: Provenance notes for the model card.
     """
@@ -81,6 +91,11 @@ class WeightSpec:
     @property
     def name(self) -> str:
         return f'{self.arch}.{self.tag}'
+
+    @property
+    def is_graft(self) -> bool:
+        """The weights are a plain network's (``trained_as``), grafted: SE/SK attention untrained."""
+        return is_graft_tag(self.tag)
 
     @property
     def source(self) -> str:
@@ -134,6 +149,24 @@ def _senet_layout(arch: str, trained_as: str, release: str, filename: str, **kwa
     return WeightSpec(
         arch, 'in1k', trained_as=trained_as, mapping='timm_senet', license='apache-2.0',
         url=f'{_TIMM_RELEASES}/{release}/{filename}', hash_prefix=_hash_in_name(filename), **kwargs)
+
+
+def _graft(arch: str, plain: str, license: str, accuracy: Tuple[Tuple[float, float, int, float], ...],
+           why: str, **kwargs) -> WeightSpec:
+    """A plain timm network's Hub weights, grafted onto ``arch`` as they load: tag ``graft_<plain name>``.
+
+    The data config (``kwargs``) is the plain tag's, as timm registers it; the accuracy is the plain network's, as
+    timm's results CSV reports it: the graft starts as that network's function.
+    """
+    trained_as = plain.split('.')[0]
+    reported_by = f"{_TIMM_RESULTS}, the plain {plain}'s figure: the graft's starting point"
+    return WeightSpec(
+        arch, f'{GRAFT_TAG_PREFIX}_{plain.replace(".", "_")}', trained_as=trained_as, mapping='timm_resnet',
+        license=license, hf_hub_id=f'timm/{plain}',
+        accuracy=tuple(ReportedAccuracy(*row, reported_by) for row in accuracy),
+        notes=f'Grafted from the plain {plain} (timm_sesk.graft), which it starts as exactly; its '
+              f'{arch[:2].upper()} attention is untrained: fine-tune before use. No trained weights exist: {why}',
+        **kwargs)
 
 
 _RSB = dict(crop_pct=0.95, test_input_size=(3, 288, 288), test_crop_pct=1.0, origin_url=_TIMM_REPO)
@@ -216,20 +249,40 @@ WEIGHTS: Tuple[WeightSpec, ...] = (
     _senet_layout('se_net154_orig', 'legacy_senet154', 'v0.1-weights', 'legacy_senet154-e9eb9fe6.pth',
                   accuracy=_timm_acc((81.320, 95.502, 224, 0.875)), origin_url=_SENET,
                   notes=_CADENE_REHASHED.format('senet154-c7b49a05.pth')),
+    # --- Grafts: plain twins' weights, grafted as they load (timm_sesk.graft); no trained weights exist ---
+    _graft('se_resnet18', 'resnet18.a1_in1k', 'apache-2.0',
+           ((71.504, 90.086, 224, 0.95), (73.164, 91.054, 288, 1.0)),
+           "timm registers seresnet18 but publishes no weights for it. The trained SE-ResNet-18 (timm's "
+           'legacy_seresnet18) has the SENet layout: se_resnet18_orig.', **_RSB),
+    _graft('se_resnet34', 'resnet34.a1_in1k', 'apache-2.0',
+           ((76.420, 92.896, 224, 0.95), (77.930, 93.758, 288, 1.0)),
+           "timm registers seresnet34 but publishes no weights for it. The trained SE-ResNet-34 (timm's "
+           'legacy_seresnet34) has the SENet layout: se_resnet34_orig.', **_RSB),
+    _graft('se_resnet152', 'resnet152.a1_in1k', 'apache-2.0',
+           ((81.998, 95.294, 224, 0.95), (82.742, 95.734, 288, 1.0)),
+           "none is published in this layout: timm's seresnet152 is untrained (its trained seresnet152d has a deep "
+           'stem and average-pool downsampling, a different network) and mmpretrain releases SE-ResNet-50/101 only. '
+           "The SENet authors' SE-ResNet-152 is se_resnet152_orig.", **_RSB),
+    _graft('sk_resnet101', 'resnext101_32x4d.gluon_in1k', 'apache-2.0', ((80.336, 94.908, 224, 0.875),),
+           'the SKNet authors release SKNet-101 only as a Caffe model on Google Drive (github.com/implus/SKNet), '
+           'which cannot be fetched or checked here; no PyTorch conversion of known provenance exists.',
+           origin_url=_GLUON),
 )
 
 # Why an architecture has no pretrained tag. The model card lists these; a test checks that every such model is here.
 NO_WEIGHTS = {
-    'se_resnet18': "timm registers seresnet18 but publishes no weights for it. The trained SE-ResNet-18 (timm's "
-                   'legacy_seresnet18) has the SENet layout: use se_resnet18_orig.',
-    'se_resnet34': "timm registers seresnet34 but publishes no weights for it. The trained SE-ResNet-34 (timm's "
-                   'legacy_seresnet34) has the SENet layout: use se_resnet34_orig.',
-    'se_resnet152': "None published in this layout: timm's seresnet152 is untrained (its trained seresnet152d has a "
-                    'deep stem and average-pool downsampling, a different network) and mmpretrain releases '
-                    "SE-ResNet-50/101 only. The SENet authors' SE-ResNet-152 is se_resnet152_orig.",
     'sk_resnet26': 'None published: the SKNet authors release SKNet-50 and SKNet-101 only (github.com/implus/SKNet), '
-                   'and timm trains no SKNet-26.',
-    'sk_resnet101': 'The SKNet authors release SKNet-101 only as a Caffe model on Google Drive '
-                    '(github.com/implus/SKNet), which cannot be fetched or checked here; no PyTorch conversion of '
-                    'known provenance exists.',
+                   'and timm trains no SKNet-26. No graft either: no plain ResNeXt-26 32x4d with weights has its '
+                   "stem (timm's resnext26ts and seresnext26d/t have other stems).",
+}
+
+# Architectures with no exact graft from a plain ResNet, and why (README and MODEL_CARD.md list them).
+NOT_GRAFTABLE = {
+    'sk_resnet18, sk_resnet34': 'their SK units split the input channels across the paths, so no path sees what the '
+                                'plain 3x3 conv sees. The non-split variant with dense kernels '
+                                '(sk_split_input=False, sk_keep_3x3=False) is graftable.',
+    'sk_resnet26': 'graftable from a plain ResNeXt-26 32x4d (e.g. your own), but no such network with weights has its '
+                   'stem, so there is no tag.',
+    '*_orig': "the SENet authors' layout (Caffe stem pooling, stride in the first 1x1, SE width C // 16, Cadene's "
+              "basic block) computes another function than timm's plain ResNets.",
 }
