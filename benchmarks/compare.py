@@ -122,21 +122,38 @@ def time_inference(variants: List[Variant], batch: int, size: int, device: str, 
         x = torch.randn(batch, 3, size, size, device=device).to(memory_format=fmt)
         for v in variants:
             v.model.to(memory_format=fmt)
-        times: Dict[str, List[float]] = {v.name: [] for v in variants}
         with torch.inference_mode(), autocast:
-            for v in variants:
-                for _ in range(warmup):
-                    v.model(x)
-            _sync(device)
-            for _ in tqdm(range(runs), desc=f'inference {layout}', leave=False, file=sys.stderr):
-                for v in variants:
-                    start = time.perf_counter()
-                    v.model(x)
-                    _sync(device)
-                    times[v.name].append(time.perf_counter() - start)
-        for name, ts in times.items():
-            results[name][layout] = statistics.median(ts)
+            medians = interleaved_medians({v.name: (lambda m=v.model, x=x: m(x)) for v in variants}, runs, warmup,
+                                          f'inference {layout}', lambda: _sync(device))
+        for name, seconds in medians.items():
+            results[name][layout] = seconds
     return results
+
+
+def interleaved_medians(calls: Dict[str, Callable[[], object]], runs: int, warmup: int, desc: str = 'timing',
+                        sync: Callable[[], None] = lambda: None) -> Dict[str, float]:
+    """Median seconds of each call, timed interleaved (A B C A B C ...) so that load on a shared machine hits every
+    call alike.
+
+    Args:
+        calls: Name to a function running one timed unit of work (a forward pass).
+        runs: Timed rounds; each round runs every call once.
+        warmup: Untimed calls of each before timing.
+        desc: Progress bar label.
+        sync: Run after each call, inside its timing (``torch.cuda.synchronize`` on a GPU).
+    """
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    sync()
+    times: Dict[str, List[float]] = {name: [] for name in calls}
+    for _ in tqdm(range(runs), desc=desc, leave=False, file=sys.stderr):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _train_step(model: torch.nn.Module, x: torch.Tensor, amp: bool, device: str) -> None:

@@ -1,8 +1,9 @@
 """Command line of the zoo: ``timm-sesk`` or ``python -m timm_sesk``.
 
 Commands: ``list`` (the zoo), ``info`` (one model), ``predict`` (top-k labels of images), ``validate`` (top-1/top-5 on
-an image folder), ``attention`` (plot of the SE/SK attention), ``export`` (Hub-ready folder) and ``bench`` (the
-repository's benchmarks). Failures print one ``timm-sesk: error: ...`` line naming the fix and exit non-zero.
+an image folder; both also run exported folders in ONNX Runtime or OpenVINO), ``attention`` (plot of the SE/SK
+attention), ``export`` (Hub-ready folder, ONNX or OpenVINO IR) and ``bench`` (the repository's benchmarks).
+Failures print one ``timm-sesk: error: ...`` line naming the fix and exit non-zero.
 """
 import argparse
 import ast
@@ -14,11 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import safetensors.torch
 import timm
 import torch
 from torch import nn
 
 import timm_sesk
+from timm_sesk import deploy
 from timm_sesk.attention import AttentionUnit, find_units, record
 from timm_sesk.layers import SelectiveKernel, SqueezeExcite
 from timm_sesk.weights import (
@@ -103,38 +106,80 @@ def _read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
 
 def _load_model(args: argparse.Namespace) -> Tuple[nn.Module, str]:
     """Build ``args.model`` with its weights, in eval mode on ``args.device``; returns it and a description."""
-    _check_model_name(args.model)
-    if args.checkpoint and args.no_pretrained:
+    return _build_model(args.model, args.checkpoint, args.no_pretrained, _parse_kwargs(args.model_kwarg),
+                        args.device, kwarg_option='--model-kwarg')
+
+
+def _build_model(name: str, checkpoint: Optional[str], no_pretrained: bool, model_args: Dict[str, Any],
+                 device: str = 'cpu', kwarg_option: str = '--model-kwarg') -> Tuple[nn.Module, str]:
+    """The model ``name`` with pretrained weights, a checkpoint's or random ones, in eval mode on ``device``;
+    returns it and a description of its weights. ``kwarg_option`` is the command's option for create_model
+    arguments, named in errors."""
+    _check_model_name(name)
+    if checkpoint and no_pretrained:
         raise CliError('--checkpoint and --no-pretrained exclude each other; pass one', code=2)
-    model_args = _parse_kwargs(args.model_kwarg)
-    if args.checkpoint:
-        state_dict = _read_checkpoint(args.checkpoint)
+    model_args = dict(model_args)
+    if checkpoint:
+        state_dict = _read_checkpoint(checkpoint)
         if 'num_classes' not in model_args and 'fc.weight' in state_dict:
             model_args['num_classes'] = state_dict['fc.weight'].shape[0]  # a fine-tuned head
-        model = timm.create_model(args.model, **model_args)
+        model = timm.create_model(name, **model_args)
         try:
-            check_state_dict(state_dict, model, source=f'checkpoint {args.checkpoint}')
+            check_state_dict(state_dict, model, source=f'checkpoint {checkpoint}')
         except PretrainedWeightsError as e:
             raise CliError(f'{e} If it was trained with other create_model arguments, pass them with '
-                           '--model-kwarg KEY=VALUE.') from e
+                           f'{kwarg_option} KEY=VALUE.') from e
         model.load_state_dict(state_dict)
-        weights = f'checkpoint {args.checkpoint}'
-    elif args.no_pretrained:
-        model = timm.create_model(args.model, **model_args)
+        weights = f'checkpoint {checkpoint}'
+    elif no_pretrained:
+        model = timm.create_model(name, **model_args)
         weights = 'random weights'
     else:
-        model = timm.create_model(args.model, pretrained=True, **model_args)
+        model = timm.create_model(name, pretrained=True, **model_args)
         cfg = model.pretrained_cfg
         hub_id = cfg.get('hf_hub_id')
         weights = f"{cfg.get('architecture')}.{cfg.get('tag')}" if cfg.get('tag') else f'hf-hub:{hub_id}'
     try:
-        model = model.to(args.device)
+        model = model.to(device)
     except (RuntimeError, AssertionError) as e:
-        raise CliError(f'cannot use device {args.device!r} ({str(e).splitlines()[0]}); try --device cpu', 2) from e
+        raise CliError(f'cannot use device {device!r} ({str(e).splitlines()[0]}); try --device cpu', 2) from e
     return model.eval(), weights
 
 
-def _label_names(model: nn.Module) -> Tuple[List[str], List[str]]:
+# --- exported models (--runtime) ------------------------------------------------------------------------------------
+
+def _check_model_source(args: argparse.Namespace) -> None:
+    """Fail early on a bad ``--model``: a zoo name, or with ``--runtime`` an exported folder."""
+    if not args.runtime:
+        _check_model_name(args.model)
+        return
+    given = [option for option, value in (('--checkpoint', args.checkpoint), ('--no-pretrained', args.no_pretrained),
+                                          ('--model-kwarg', args.model_kwarg)) if value]
+    if given:
+        raise CliError(f'{" and ".join(given)} do not apply with --runtime: the model and its weights are those '
+                       f'exported into {args.model}', code=2)
+    if args.device != 'cpu':
+        raise CliError(f'--runtime {args.runtime} runs on the CPU; drop --device {args.device}', code=2)
+    _check_at_least(1, threads=args.threads)
+    try:
+        deploy.read_meta(args.model)
+    except ValueError as e:
+        raise CliError(str(e), code=2) from e
+
+
+def _load_runnable(args: argparse.Namespace) -> Tuple[Any, str]:
+    """The PyTorch model, or with ``--runtime`` the exported folder in that runtime (called alike: a float batch
+    in, logits out, with the same ``num_classes`` and ``pretrained_cfg``); and a description of it."""
+    if not args.runtime:
+        return _load_model(args)
+    try:
+        model = deploy.load(args.model, args.runtime, args.precision, threads=args.threads)
+    except ValueError as e:  # a precision the runtime or the CPU lacks, IR for ONNX Runtime
+        raise CliError(str(e), code=2) from e
+    return model, model.describe()
+
+
+def _label_names(model: Any) -> Tuple[List[str], List[str]]:
     """Class names and descriptions of the model's head: its config's, ImageNet's, or class indices."""
     from timm.data import ImageNetInfo, infer_imagenet_subset
 
@@ -165,7 +210,7 @@ def _read_image(path: str):
                        f'pass a JPEG, PNG or other image file PIL can decode') from e
 
 
-def _transform(model: nn.Module, size: Optional[int] = None):
+def _transform(model: Any, size: Optional[int] = None):
     """timm's eval transform for the model (its pretrained cfg's resize, crop and normalisation), optionally at
     another square input size with the same crop fraction."""
     from timm.data import create_transform, resolve_model_data_config
@@ -323,10 +368,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 # --- predict ------------------------------------------------------------------------------------------------------
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    _check_model_name(args.model)
+    _check_model_source(args)
     _check_at_least(1, topk=args.topk, batch_size=args.batch_size)
     images = [_read_image(path) for path in args.images]  # fail on a bad file before loading any weights
-    model, weights = _load_model(args)
+    model, weights = _load_runnable(args)
     transform, config = _transform(model)
     names, descriptions = _label_names(model)
     k = min(args.topk, model.num_classes)
@@ -365,7 +410,7 @@ class _FolderDataset(torch.utils.data.Dataset):
             return torch.zeros(self.input_size), target, str(e)
 
 
-def _class_map(classes: List[str], model: nn.Module) -> Tuple[Dict[str, int], str]:
+def _class_map(classes: List[str], model: Any) -> Tuple[Dict[str, int], str]:
     """Folder class → model class index.
 
     Folders named after the model's classes (ImageNet synsets such as ``n01440764`` for an ImageNet head, or the
@@ -401,7 +446,7 @@ def _even_subset(n: int, limit: Optional[int]) -> List[int]:
 def cmd_validate(args: argparse.Namespace) -> int:
     from timm.data.readers.reader_image_folder import find_images_and_targets
 
-    _check_model_name(args.model)
+    _check_model_source(args)
     _check_at_least(1, batch_size=args.batch_size, limit=args.limit)
     _check_at_least(0, workers=args.workers)
     root = Path(args.folder)
@@ -414,7 +459,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if '' in class_to_idx:
         raise CliError(f'{root} has images directly inside it; validate expects them in one subfolder per class, '
                        f'{root}/<class>/<image>.jpg')
-    model, weights = _load_model(args)
+    model, weights = _load_runnable(args)
     mapping, how = _class_map(list(class_to_idx), model)
     folder_class = {i: c for c, i in class_to_idx.items()}
     samples = [(path, mapping[folder_class[target]]) for path, target in samples]
@@ -623,22 +668,74 @@ def cmd_bench(argv: List[str]) -> int:
 # --- export -------------------------------------------------------------------------------------------------------
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from timm_sesk.publish import export_hub_folder, upload_hub_folder
-
     _check_model_name(args.model)
+    if args.checkpoint and args.no_pretrained:
+        raise CliError('--checkpoint and --no-pretrained exclude each other; pass one', code=2)
     model_args = _parse_kwargs(args.model_kwargs)
     if args.num_classes is not None:
         model_args['num_classes'] = args.num_classes
     label_names = Path(args.label_names).read_text().split() if args.label_names else None
-    folder = export_hub_folder(
-        args.model, args.out_dir, checkpoint=args.checkpoint, dataset=args.dataset, model_args=model_args,
-        label_names=label_names, license=args.license, repo_id=args.repo_id)
+    if args.format == 'hub':
+        folder = _export_hub(args, model_args, label_names)
+    else:
+        folder = _export_deployed(args, model_args, label_names)
     print(f'wrote {folder}: ' + ', '.join(sorted(p.name for p in folder.iterdir())))
-    if args.push:
-        if not args.repo_id:
-            raise CliError('--push needs --repo-id ORG/NAME', code=2)
-        print(f'uploaded: {upload_hub_folder(folder, args.repo_id, private=args.private)}')
     return 0
+
+
+def _export_hub(args: argparse.Namespace, model_args: Dict[str, Any], label_names: Optional[List[str]]) -> Path:
+    """The Hub folder (timm_sesk.publish), plus the data config every export format carries; optionally pushed."""
+    import tempfile
+
+    from timm_sesk.publish import export_hub_folder, upload_hub_folder
+
+    if args.int8_calibration:
+        raise CliError('--int8-calibration quantizes OpenVINO IR: use it with --format openvino', code=2)
+    if args.push and not args.repo_id:
+        raise CliError('--push needs --repo-id ORG/NAME', code=2)
+    if args.checkpoint and not args.dataset:
+        raise CliError('name the dataset the checkpoint was fine-tuned on with --dataset, for the model card', code=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint, dataset = args.checkpoint, args.dataset
+        if args.no_pretrained:  # publish exports a tag's weights or a checkpoint's: random ones go as a checkpoint
+            model, _ = _build_model(args.model, None, True, model_args, kwarg_option='--model-kwargs')
+            checkpoint, dataset = str(Path(tmp) / 'random.safetensors'), dataset or 'none (random weights)'
+            safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, checkpoint)
+        folder = export_hub_folder(
+            args.model, args.out_dir, checkpoint=checkpoint, dataset=dataset, model_args=model_args,
+            label_names=label_names, license=args.license, repo_id=args.repo_id)
+    structure = timm.create_model(args.model, device='meta', **model_args)  # its data config, no weights
+    deploy.write_data_config(structure, folder)
+    if args.push:
+        print(f'uploaded: {upload_hub_folder(folder, args.repo_id, private=args.private)}')
+    return folder
+
+
+def _export_deployed(args: argparse.Namespace, model_args: Dict[str, Any], label_names: Optional[List[str]]) -> Path:
+    """ONNX or OpenVINO IR (timm_sesk.deploy), checked against PyTorch at export."""
+    hub_only = [option for option, value in (
+        ('--dataset', args.dataset), ('--license', args.license), ('--repo-id', args.repo_id), ('--push', args.push),
+        ('--private', args.private)) if value]
+    if hub_only:
+        raise CliError(f'{", ".join(hub_only)}: only for --format hub (they go into its model card and upload)', 2)
+    if args.int8_calibration and args.format != 'openvino':
+        raise CliError('--int8-calibration quantizes OpenVINO IR: use it with --format openvino', code=2)
+    if args.int8_calibration and not Path(args.int8_calibration).is_dir():
+        raise CliError(f'no such folder: {args.int8_calibration} (--int8-calibration takes a folder of images)', 2)
+    _check_at_least(1, int8_samples=args.int8_samples)
+    runtime = 'onnxruntime' if args.format == 'onnx' else 'openvino'
+    deploy.require(runtime, f'--format {args.format}')  # before building the model and its minutes of export
+    model, weights = _build_model(args.model, args.checkpoint, args.no_pretrained, model_args,
+                                  kwarg_option='--model-kwargs')
+    print(f'exporting {args.model} ({weights}) to {args.format}', flush=True)
+    try:
+        deploy.export(model, args.out_dir, args.format, label_names=label_names,
+                      int8_calibration=args.int8_calibration, int8_samples=args.int8_samples)
+    except deploy.ExportCheckError as e:
+        raise CliError(str(e)) from e
+    except ValueError as e:  # label names that do not fit the head, a calibration folder without images
+        raise CliError(str(e), code=2) from e
+    return Path(args.out_dir)
 
 
 # --- parser -------------------------------------------------------------------------------------------------------
@@ -675,6 +772,20 @@ def _model_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _runtime_options() -> argparse.ArgumentParser:
+    """Options of the commands that can run an exported folder instead of a PyTorch model."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group('exported model (timm-sesk export --format onnx|openvino)')
+    group.add_argument('--runtime', choices=deploy.RUNTIMES,
+                       help='run the exported folder given as --model in this runtime instead of PyTorch, with the '
+                            "same transforms and labels; onnxruntime reads --format onnx folders, openvino both")
+    group.add_argument('--precision', choices=deploy.PRECISIONS, default='f32',
+                       help='precision the runtime computes in (default: f32); bf16 needs --runtime openvino and a '
+                            'CPU with AVX512_BF16 or AMX, else it is refused with the reason')
+    group.add_argument('--threads', type=int, help="runtime CPU threads (default: the runtime's, one per core)")
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -686,6 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--version', action='version', version=f'timm_sesk {timm_sesk.__version__}')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
     model_options = _model_options()
+    runtime_options = _runtime_options()
     formatter = _HelpFormatter
 
     p = commands.add_parser('list', help='the models of the zoo', description='List the models of the zoo.')
@@ -704,20 +816,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = commands.add_parser(
-        'predict', parents=[model_options], help='top-k ImageNet labels of images', formatter_class=formatter,
+        'predict', parents=[model_options, runtime_options], help='top-k ImageNet labels of images',
+        formatter_class=formatter,
         description="Classify images with timm's eval transform for the model (resize, center crop, normalise, "
                     'from its pretrained config) and print the top-k classes with their probabilities. Labels '
                     "are ImageNet's (synset and name) for a 1000-class head, or the class names an exported model "
                     'carries.',
         epilog=f'examples:\n  {PROG} predict -m sk_resnet50 cat.jpg dog.png\n'
-               f'  {PROG} predict -m se_resnet50 --checkpoint model_best.pth.tar --topk 3 photo.jpg')
+               f'  {PROG} predict -m se_resnet50 --checkpoint model_best.pth.tar --topk 3 photo.jpg\n'
+               f'  {PROG} predict -m out/sk50-ov --runtime openvino --precision bf16 cat.jpg')
     p.add_argument('images', nargs='+', metavar='IMAGE', help='image files (anything PIL reads)')
     p.add_argument('--topk', '-k', type=int, default=5, help='classes to print per image (default: 5)')
     p.add_argument('--batch-size', '-b', type=int, default=16, help='images per forward pass (default: 16)')
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser(
-        'validate', parents=[model_options], help='top-1 / top-5 accuracy on an image folder',
+        'validate', parents=[model_options, runtime_options], help='top-1 / top-5 accuracy on an image folder',
         formatter_class=formatter,
         description="Top-1 and top-5 accuracy on a folder of images, FOLDER/<class>/<image>, with timm's eval "
                     "transform for the model.\n\nHow folder classes map to the model's classes: folders named "
@@ -727,7 +841,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "order (timm's ImageFolder order), are assumed to be the model's classes in head order, as for "
                     'a model fine-tuned with timm train.py on the same folder layout.',
         epilog=f'examples:\n  {PROG} validate -m sk_resnet50 /data/imagenet/val\n'
-               f'  {PROG} validate -m se_resnet50 --checkpoint model_best.pth.tar /data/cifar10/test --limit 1000')
+               f'  {PROG} validate -m se_resnet50 --checkpoint model_best.pth.tar /data/cifar10/test --limit 1000\n'
+               f'  {PROG} validate -m out/sk50-ov --runtime openvino --precision bf16 /data/imagenet/val')
     p.add_argument('folder', metavar='FOLDER', help='folder with one subfolder of images per class')
     p.add_argument('--batch-size', '-b', type=int, default=32, help='batch size (default: 32)')
     p.add_argument('--workers', '-j', type=int, default=2, help='data loading worker processes (default: 2)')
@@ -760,14 +875,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_attention)
 
     p = commands.add_parser(
-        'export', help='write a Hub-ready folder (and optionally upload it)',
-        description='Write model.safetensors, config.json and a README.md model card for a model, from its pretrained '
-                    'tag or a fine-tuned checkpoint. After `import timm_sesk`, '
-                    "timm.create_model('hf-hub:ORG/NAME', pretrained=True) loads the uploaded folder.")
+        'export', help='write a Hub-ready folder, or ONNX / OpenVINO IR for CPU inference',
+        formatter_class=formatter,
+        description='--format hub (default): write model.safetensors, config.json and a README.md model card for a '
+                    'model, from its pretrained tag or a fine-tuned checkpoint. After `import timm_sesk`, '
+                    "timm.create_model('hf-hub:ORG/NAME', pretrained=True) loads the uploaded folder.\n\n"
+                    '--format onnx writes model.onnx (opset 18, dynamic batch, input "input", output "logits"), '
+                    '--format openvino model.xml and model.bin (OpenVINO IR), both of the model after '
+                    'timm_sesk.fuse. Their folder also holds deploy.json with the check run at export (maximum '
+                    'relative error of the runtime against PyTorch on a random batch; the export fails above 1e-4) '
+                    "and every format's folder data_config.json, the preprocessing the model expects. Run them "
+                    f'with `{PROG} predict/validate -m FOLDER --runtime onnxruntime|openvino`.',
+        epilog=f'examples:\n  {PROG} export sk_resnet50.ra_in1k out/sk50\n'
+               f'  {PROG} export sk_resnet50 out/sk50-ov --format openvino\n'
+               f'  {PROG} export sk_resnet18 out/sk18-int8 --format openvino --checkpoint model_best.pth.tar '
+               '--int8-calibration data/train')
     p.add_argument('model', help='model name, optionally with a pretrained tag, e.g. sk_resnet50.ra_in1k')
     p.add_argument('out_dir', help='folder to write')
+    p.add_argument('--format', choices=('hub', *deploy.FORMATS), default='hub',
+                   help='hub (default): Hub-ready folder; onnx: model.onnx; openvino: OpenVINO IR')
     p.add_argument('--checkpoint', help='fine-tuned weights (.safetensors, or a timm/PyTorch checkpoint)')
-    p.add_argument('--dataset', help='dataset the checkpoint was fine-tuned on (required with --checkpoint)')
+    p.add_argument('--no-pretrained', action='store_true', help='export random weights')
+    p.add_argument('--dataset', help='hub: dataset the checkpoint was fine-tuned on (required with --checkpoint)')
     p.add_argument('--num-classes', type=int, help="classes of the checkpoint's head")
     p.add_argument('--model-kwargs', nargs='*', default=[], metavar='KEY=VALUE',
                    help='other create_model arguments the checkpoint needs, e.g. se_position=post')
@@ -776,6 +905,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--repo-id', help='Hub repository, ORG/NAME (used in the card, and by --push)')
     p.add_argument('--push', action='store_true', help='upload the folder to --repo-id with huggingface_hub')
     p.add_argument('--private', action='store_true', help='create the repository as private (with --push)')
+    p.add_argument('--int8-calibration', metavar='FOLDER',
+                   help='openvino: quantize to int8 with NNCF, calibrated on images of this folder (take the '
+                        'training split; check top-1 on your validation split with validate --runtime openvino)')
+    p.add_argument('--int8-samples', type=int, default=300, metavar='N',
+                   help='calibration images, spread evenly over the folder (default: 300)')
     p.set_defaults(func=cmd_export)
 
     # `bench` hands its whole command line to benchmarks/compare.py (see main), its --help included.
@@ -804,6 +938,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return e.code
     except PretrainedWeightsError as e:
         _error(f'{e} {_WEIGHTS_HINT}')
+        return 1
+    except deploy.MissingExtraError as e:
+        _error(str(e))
         return 1
     except BrokenPipeError:
         # The reader went away (`timm-sesk list | head -1`). Point stdout at devnull so that the interpreter's final

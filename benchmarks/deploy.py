@@ -1,0 +1,352 @@
+"""CPU deployment of SE/SK models: PyTorch, ONNX Runtime and OpenVINO (f32, bf16, int8), checked, then timed.
+
+    python -m benchmarks.deploy --out benchmarks/deploy_tables.md     # everything below; writes and prints the tables
+    python -m benchmarks.deploy --models sk_resnet50 --batches 8 --no-accuracy --no-compile   # one quick table
+
+For each model and batch size it builds timm's twin of the network and ours with the same random weights (as
+``benchmarks.compare`` does), exports ours with ``timm_sesk.deploy.export`` (ONNX; OpenVINO IR made by OpenVINO's
+PyTorch frontend and, for comparison, converted from the ONNX file; int8 IR quantized by NNCF on training images), and
+checks every path against PyTorch f32 on a random batch before timing anything: f32 paths must be within 1e-4
+(relative), bf16/int8 report their error. Then all paths are timed interleaved in one process (A B C A B C ...;
+medians), PyTorch ones in NCHW and channels_last, reported in their best layout.
+
+Accuracy (``--finetuned``): on real images (``--images`` of the validation folder, spread evenly over its classes,
+through the model's eval transform) it compares each runtime's top-1 with PyTorch f32's, for ``sk_resnet18`` with
+random weights and for a fine-tuned checkpoint, and gives each path's top-1 accuracy on the folder's labels.
+"""
+import argparse
+import datetime
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import timm
+import torch
+
+import timm_sesk
+from timm_sesk import deploy
+from timm_sesk.weights import REFERENCES, read_checkpoint
+
+from .compare import build_variants, check_outputs, interleaved_medians, machine
+
+DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'cifar10-jpeg'
+LAYOUTS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
+
+
+@dataclass(frozen=True)
+class RuntimePath:
+    """One way of running the exported model."""
+    name: str
+    format: str
+    frontend: str
+    runtime: str
+    precision: str
+    int8: bool = False
+    hint: str = 'LATENCY'
+
+    @property
+    def export_key(self) -> Tuple[str, str, bool]:
+        return self.format, self.frontend, self.int8
+
+
+RUNTIME_PATHS = [
+    RuntimePath('ONNX Runtime f32', 'onnx', 'onnx', 'onnxruntime', 'f32'),
+    RuntimePath('OpenVINO f32', 'openvino', 'pytorch', 'openvino', 'f32'),
+    RuntimePath('OpenVINO bf16', 'openvino', 'pytorch', 'openvino', 'bf16'),
+    RuntimePath('OpenVINO f32, IR from the ONNX file', 'openvino', 'onnx', 'openvino', 'f32'),
+    RuntimePath('OpenVINO bf16, IR from the ONNX file', 'openvino', 'onnx', 'openvino', 'bf16'),
+    RuntimePath('OpenVINO bf16, THROUGHPUT hint', 'openvino', 'pytorch', 'openvino', 'bf16', hint='THROUGHPUT'),
+    RuntimePath('OpenVINO int8 (NNCF), rest bf16', 'openvino', 'pytorch', 'openvino', 'bf16', int8=True),
+]
+# The deployment paths of the README: ONNX Runtime, and OpenVINO through the default export, f32, bf16 and int8.
+MAIN_PATHS = [p for p in RUNTIME_PATHS if p.format == 'onnx' or (p.frontend == 'pytorch' and p.hint == 'LATENCY')]
+
+
+def export_all(model: torch.nn.Module, workdir: Path, paths: Sequence[RuntimePath], calibration: Path,
+               calibration_images: int) -> Dict[Tuple[str, str, bool], Path]:
+    """Export the model once per (format, frontend, int8) the paths need; each export runs its own f32 check."""
+    folders = {}
+    for path in paths:
+        if path.export_key in folders:
+            continue
+        folder = workdir / '_'.join(str(k) for k in path.export_key)
+        print(f'# export {path.export_key}: ', end='', flush=True)
+        deploy.export(model, folder, path.format, frontend=path.frontend,
+                      int8_calibration=calibration if path.int8 else None, int8_samples=calibration_images)
+        folders[path.export_key] = folder
+    return folders
+
+
+def load_paths(folders: Dict[Tuple[str, str, bool], Path], paths: Sequence[RuntimePath],
+               threads: int) -> Dict[str, deploy.DeployedModel]:
+    """Each path's runtime, skipping bf16 where the CPU has none (and saying so)."""
+    loaded = {}
+    for path in paths:
+        try:
+            loaded[path.name] = deploy.load(folders[path.export_key], path.runtime, path.precision, threads=threads,
+                                            hint=path.hint)
+        except deploy.UnsupportedPrecisionError as e:
+            print(f'# skipped {path.name}: {e}')
+    return loaded
+
+
+def check_runtimes(reference: torch.nn.Module, runtimes: Dict[str, deploy.DeployedModel], paths: Sequence[RuntimePath],
+                   size: int) -> Dict[str, float]:
+    """Relative error of each runtime against PyTorch f32 on a random batch; f32 paths must be within 1e-4."""
+    x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        expected = reference(x).numpy()
+    errors = {name: deploy.relative_error(model.run(x.numpy()), expected) for name, model in runtimes.items()}
+    exact = {p.name for p in paths if p.precision == 'f32' and not p.int8}
+    bad = {name: e for name, e in errors.items() if name in exact and e > deploy.F32_TOLERANCE}
+    if bad:
+        raise SystemExit(f'f32 runtimes differ from PyTorch (relative error > {deploy.F32_TOLERANCE}): {bad}; '
+                         'nothing was timed')
+    return errors
+
+
+def speed_tables(arch: str, batches: Sequence[int], threads: int, runs: int, warmup: int,
+                 compile_model: bool, paths: Sequence[RuntimePath], calibration: Path, calibration_images: int,
+                 workdir: Path) -> List[str]:
+    """Check, then time interleaved, every PyTorch variant and runtime path of one model, one table per batch."""
+    variants = [v for v in build_variants(arch, 'cpu', compile_model)
+                if not v.name.startswith(('naive', 'plain'))]
+    size = deploy.data_config(variants[0].model)['input_size'][-1]  # what the export is made for
+    torch_errors = check_outputs(variants, size, 'cpu')
+    ours = variants[0].model
+    folders = export_all(ours, workdir / arch, paths, calibration, calibration_images)
+    runtimes = load_paths(folders, paths, threads)
+    errors = {**torch_errors, **check_runtimes(ours, runtimes, paths, size)}
+    # torch.compile only in NCHW (its best layout for sk_resnet50 in RESULTS.md): each layout and batch size is
+    # another compilation of minutes.
+    layouts = {layout: [(v, v.model if layout == 'nchw' else _layout_copy(v.model, fmt)) for v in variants
+                        if layout == 'nchw' or not hasattr(v.model, '_orig_mod')]
+               for layout, fmt in LAYOUTS.items()}
+    timm_name = f'timm {REFERENCES[arch].name}'
+    lines: List[str] = []
+    for batch in batches:
+        calls: Dict[str, Callable[[], object]] = {}
+        for layout, models in layouts.items():
+            x = torch.randn(batch, 3, size, size).contiguous(memory_format=LAYOUTS[layout])
+            for v, model in models:
+                calls[f'{v.name}@{layout}'] = _torch_call(model, x)
+        x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
+        for name, runtime in runtimes.items():
+            calls[name] = (lambda r=runtime, x=x: r.run(x))
+        medians = interleaved_medians(calls, runs, warmup, f'{arch} batch {batch}')
+        best: Dict[str, Tuple[str, float]] = {}
+        for key, seconds in medians.items():
+            name, _, layout = key.partition('@')
+            if name not in best or seconds < best[name][1]:
+                best[name] = (layout or 'runtime', seconds)
+        rows = [[name, layout, f'{seconds * 1000:.0f}', f'{batch / seconds:.1f}',
+                 f'{best[timm_name][1] / seconds:.2f}',
+                 'reference' if name == variants[0].name else f'{errors[name]:.1e}']
+                for name, (layout, seconds) in best.items()]
+        header = ['path', 'layout', 'ms/batch', 'img/s', f'x {timm_name} eager', 'max rel. error vs PyTorch f32']
+        lines += [f'### {arch}: batch {batch}, {size} px, {threads} threads, median of {runs} interleaved runs', '',
+                  *_markdown(header, rows), '']
+    return lines[:-1]
+
+
+def _layout_copy(model: torch.nn.Module, fmt: torch.memory_format) -> torch.nn.Module:
+    """The same model in another memory format."""
+    import copy
+
+    return copy.deepcopy(model).to(memory_format=fmt)
+
+
+def _torch_call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def call():
+        with torch.inference_mode():
+            return model(x)
+    return call
+
+
+# --- accuracy on real images --------------------------------------------------------------------------------------
+
+def real_images(folder: Path, config: Dict, count: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``count`` images of an ImageFolder split, spread over its classes, through the eval transform, and labels."""
+    from PIL import Image
+    from timm.data import create_transform
+    from timm.data.readers.reader_image_folder import find_images_and_targets
+
+    samples, _ = find_images_and_targets(str(folder))
+    transform = create_transform(**config)
+    chosen = [samples[i] for i in deploy.even_indices(len(samples), count)]
+    images = []
+    for path, _ in chosen:
+        with Image.open(path) as image:
+            images.append(transform(image.convert('RGB')))
+    return torch.stack(images), torch.tensor([t for _, t in chosen])
+
+
+def _logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch: int = 50) -> np.ndarray:
+    with torch.inference_mode():
+        return np.concatenate([model(images[i:i + batch]).float().numpy() for i in range(0, len(images), batch)])
+
+
+def accuracy_table(title: str, model: torch.nn.Module, images: torch.Tensor, labels: Optional[torch.Tensor],
+                   paths: Sequence[RuntimePath], threads: int, calibration: Path, calibration_images: int,
+                   workdir: Path) -> List[str]:
+    """Each runtime path against PyTorch f32 on real images: logit error, top-1 agreement, top-1 accuracy."""
+    folders = export_all(model, workdir, paths, calibration, calibration_images)
+    runtimes = load_paths(folders, paths, threads)
+    expected = _logits(model, images)
+    reference_top1 = expected.argmax(1)
+    header = ['path', 'max rel. logit error', 'top-1 agreement with PyTorch f32']
+    rows = [['PyTorch f32 (timm_sesk eager)', 'reference', '100%']]
+    if labels is not None:
+        header.append('top-1 accuracy')
+        rows[0].append(f'{100 * (reference_top1 == labels.numpy()).mean():.1f}%')
+    for name, runtime in runtimes.items():
+        actual = _logits(runtime, images)
+        top1 = actual.argmax(1)
+        row = [name, f'{deploy.relative_error(actual, expected):.1e}',
+               f'{100 * (top1 == reference_top1).mean():.1f}% ({(top1 != reference_top1).sum()} differ)']
+        if labels is not None:
+            row.append(f'{100 * (top1 == labels.numpy()).mean():.1f}%')
+        rows.append(row)
+    return [f'### {title}', '', *_markdown(header, rows)]
+
+
+def accuracy_tables(finetuned: Optional[Path], finetuned_sizes: Sequence[int], count: int, threads: int,
+                    calibration: Path, calibration_images: int, workdir: Path) -> List[str]:
+    """(a) sk_resnet18 with random weights (BatchNorm statistics randomised), (b) a fine-tuned sk_resnet18 at each
+    input size of ``finetuned_sizes`` (the model's data config with that input size)."""
+    from .compare import _randomize_bn
+
+    paths = MAIN_PATHS
+    torch.manual_seed(0)
+    random_model = timm.create_model('sk_resnet18').eval()
+    _randomize_bn(random_model)
+    config = deploy.data_config(random_model)
+    images, labels = real_images(DATA / 'validation', config, count)
+    where = f'{len(images)} images of cifar10-jpeg/validation at {config["input_size"][-1]} px'
+    lines = accuracy_table(f'(a) sk_resnet18, random weights: {where}', random_model, images, None, paths, threads,
+                           calibration, calibration_images, workdir / 'random')
+    if finetuned is None:
+        return lines
+    state_dict = read_checkpoint(str(finetuned))
+    for size in finetuned_sizes:
+        model = timm.create_model('sk_resnet18', num_classes=state_dict['fc.weight'].shape[0],
+                                  pretrained_cfg_overlay=dict(input_size=(3, size, size))).eval()
+        model.load_state_dict(state_dict)
+        config = deploy.data_config(model)
+        images, labels = real_images(DATA / 'validation', config, count)
+        where = f'{len(images)} images of cifar10-jpeg/validation at {size} px'
+        lines += ['', *accuracy_table(f'(b) sk_resnet18 fine-tuned ({finetuned}): {where}', model, images, labels,
+                                      paths, threads, calibration, calibration_images, workdir / f'finetuned{size}')]
+    return lines
+
+
+# --- per-layer profile --------------------------------------------------------------------------------------------
+
+def openvino_profile(arch: str, batch: int, precision: str, threads: int, runs: int = 5,
+                     top: int = 12) -> List[str]:
+    """Where OpenVINO spends its time: per-layer counters summed by layer type and kernel (what a target miss
+    points at)."""
+    import openvino as ov
+
+    model = timm.create_model(arch).eval()
+    size = deploy.data_config(model)['input_size'][-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        deploy.export(model, tmp, 'openvino', log=None)
+        compiled = ov.Core().compile_model(str(Path(tmp) / 'model.xml'), 'CPU', {
+            'INFERENCE_PRECISION_HINT': precision, 'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': threads,
+            'PERF_COUNT': True})
+    request = compiled.create_infer_request()
+    x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
+    totals: Dict[Tuple[str, str], float] = {}
+    for i in range(runs + 1):
+        request.infer({0: x})
+        if i == 0:
+            continue  # the first inference also compiles kernels
+        for info in request.profiling_info:
+            key = (info.node_type, info.exec_type)
+            totals[key] = totals.get(key, 0.0) + info.real_time.total_seconds() * 1000 / runs
+    total = sum(totals.values())
+    rows = [[node, kernel, f'{ms:.1f}', f'{100 * ms / total:.0f}%']
+            for (node, kernel), ms in sorted(totals.items(), key=lambda kv: -kv[1])[:top]]
+    return [f'### OpenVINO {precision} per-layer time, {arch}, batch {batch}: {total:.0f} ms in all', '',
+            *_markdown(['layer type', 'kernel', 'ms', 'share'], rows)]
+
+
+def _markdown(header: List[str], rows: List[List[str]]) -> List[str]:
+    return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] + ['| ' + ' | '.join(r) + ' |' for r in rows]
+
+
+def _versions() -> str:
+    import nncf
+    import onnxruntime
+    import openvino
+
+    return (f'torch {torch.__version__}, timm {timm.__version__}, timm_sesk {timm_sesk.__version__}, onnxruntime '
+            f'{onnxruntime.__version__}, openvino {openvino.__version__.split("-")[0]}, nncf {nncf.__version__}')
+
+
+def _memory_gb() -> str:
+    try:
+        return f'{os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30:.0f} GB'
+    except (ValueError, OSError):
+        return 'unknown memory'
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument('--models', nargs='+', default=['sk_resnet50', 'se_resnet50', 'sk_resnet18'])
+    parser.add_argument('--batches', nargs='+', type=int, default=[8, 1])
+    parser.add_argument('--threads', type=int, default=2, help='CPU threads of torch and of every runtime')
+    parser.add_argument('--runs', type=int, default=7)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--no-compile', dest='compile', action='store_false', help='skip torch.compile')
+    parser.add_argument('--calibration', type=Path, default=DATA / 'train',
+                        help='image folder for int8 calibration (default: cifar10-jpeg/train)')
+    parser.add_argument('--calibration-images', type=int, default=300)
+    parser.add_argument('--images', type=int, default=1000, help='real images for the accuracy tables')
+    parser.add_argument('--finetuned', type=Path, help='fine-tuned 10-class sk_resnet18 checkpoint, for table (b)')
+    parser.add_argument('--finetuned-sizes', nargs='+', type=int, default=[224],
+                        help='input sizes of table (b), e.g. 224 and the training size (default: 224)')
+    parser.add_argument('--no-accuracy', dest='accuracy', action='store_false', help='skip the accuracy tables')
+    parser.add_argument('--profile', nargs='*', default=[], metavar='PRECISION',
+                        help="also print OpenVINO's per-layer times of the first model at the first batch size, "
+                             'for these precisions (f32, bf16)')
+    parser.add_argument('--out', type=Path, help='also write the tables (markdown) to this file')
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    command = 'python -m benchmarks.deploy ' + ' '.join(argv if argv is not None else sys.argv[1:])
+    lines = [f'{machine()}, {_memory_gb()}; {_versions()}; {args.threads} threads; {datetime.date.today()}',
+             f'load average before: {" ".join(f"{v:.2f}" for v in os.getloadavg())}', '', '```bash', command, '```']
+    print('\n'.join(lines), flush=True)
+
+    def emit(new: List[str]) -> None:
+        lines.extend(['', *new])
+        print('\n' + '\n'.join(new), flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in args.models:
+            # The exporter and hint comparisons on the first model only: each path is another export and timing.
+            paths = RUNTIME_PATHS if arch == args.models[0] else MAIN_PATHS
+            emit(speed_tables(arch, args.batches, args.threads, args.runs, args.warmup, args.compile,
+                              paths, args.calibration, args.calibration_images, Path(tmp)))
+        for precision in args.profile:
+            emit(openvino_profile(args.models[0], args.batches[0], precision, args.threads))
+        if args.accuracy:
+            emit(accuracy_tables(args.finetuned, args.finetuned_sizes, args.images, args.threads, args.calibration,
+                                 args.calibration_images, Path(tmp) / 'accuracy'))
+    emit([f'load average after: {" ".join(f"{v:.2f}" for v in os.getloadavg())}'])
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text('\n'.join(lines) + '\n')
+        print(f'\nwrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
