@@ -185,13 +185,20 @@ def test_graft_tag_cfg_is_its_plain_sources(spec):
                      timm.create_model(spec.arch, device='meta'))
 
 
-def test_tag_loads_the_plain_twin_from_the_hub_and_grafts_it(hub):
-    spec = next(s for s in GRAFT_SPECS if s.arch == 'se_resnet18')
-    plain = _plain(spec.trained_as, seed=4, **SHORT).eval()
+def _load_tag_from_its_plain_twin(hub, arch: str, seed: int):
+    """Publish a random short plain twin where the arch's graft tag loads it from; load the tag and check that it
+    computes the plain network's logits."""
+    spec = next(s for s in GRAFT_SPECS if s.arch == arch)
+    plain = _plain(spec.trained_as, seed=seed, **SHORT).eval()
     hub.publish(spec.hf_hub_id, 'model.safetensors', safetensors.torch.save(plain.state_dict()))
     model = timm.create_model(spec.name, pretrained=True, **SHORT).eval()
     with torch.no_grad():
         assert rel_err(model(_x()), plain(_x())) < 1e-5
+    return spec, plain, model
+
+
+def test_tag_loads_the_plain_twin_from_the_hub_and_grafts_it(hub):
+    spec, plain, _ = _load_tag_from_its_plain_twin(hub, 'se_resnet18', seed=4)
     assert ('GET', f'/{spec.hf_hub_id}/resolve/main/model.safetensors') in hub.requests
     backbone = timm.create_model(spec.name, pretrained=True, features_only=True, output_stride=8, **SHORT).eval()
     plain_backbone = timm.create_model(spec.trained_as, features_only=True, output_stride=8, **SHORT).eval()
@@ -202,12 +209,7 @@ def test_tag_loads_the_plain_twin_from_the_hub_and_grafts_it(hub):
 
 
 def test_sk_tag_with_a_short_trunk_and_a_new_head(hub):
-    spec = next(s for s in GRAFT_SPECS if s.arch == 'sk_resnet101')
-    plain = _plain(spec.trained_as, seed=5, **SHORT).eval()
-    hub.publish(spec.hf_hub_id, 'model.safetensors', safetensors.torch.save(plain.state_dict()))
-    model = timm.create_model(spec.name, pretrained=True, **SHORT).eval()
-    with torch.no_grad():
-        assert rel_err(model(_x()), plain(_x())) < 1e-5
+    spec, plain, model = _load_tag_from_its_plain_twin(hub, 'sk_resnet101', seed=5)
     headless = timm.create_model(spec.name, pretrained=True, num_classes=0, **SHORT)
     with torch.no_grad():
         assert rel_err(headless.eval()(_x()), plain.forward_head(plain.forward_features(_x()), pre_logits=True)) < 1e-5
