@@ -671,6 +671,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     _check_model_name(args.model)
     if args.checkpoint and args.no_pretrained:
         raise CliError('--checkpoint and --no-pretrained exclude each other; pass one', code=2)
+    if args.int8_calibration and args.format != 'openvino':
+        raise CliError('--int8-calibration quantizes OpenVINO IR: use it with --format openvino', code=2)
     model_args = _parse_kwargs(args.model_kwargs)
     if args.num_classes is not None:
         model_args['num_classes'] = args.num_classes
@@ -689,8 +691,6 @@ def _export_hub(args: argparse.Namespace, model_args: Dict[str, Any], label_name
 
     from timm_sesk.publish import export_hub_folder, upload_hub_folder
 
-    if args.int8_calibration:
-        raise CliError('--int8-calibration quantizes OpenVINO IR: use it with --format openvino', code=2)
     if args.push and not args.repo_id:
         raise CliError('--push needs --repo-id ORG/NAME', code=2)
     if args.checkpoint and not args.dataset:
@@ -718,8 +718,6 @@ def _export_deployed(args: argparse.Namespace, model_args: Dict[str, Any], label
         ('--private', args.private)) if value]
     if hub_only:
         raise CliError(f'{", ".join(hub_only)}: only for --format hub (they go into its model card and upload)', 2)
-    if args.int8_calibration and args.format != 'openvino':
-        raise CliError('--int8-calibration quantizes OpenVINO IR: use it with --format openvino', code=2)
     if args.int8_calibration and not Path(args.int8_calibration).is_dir():
         raise CliError(f'no such folder: {args.int8_calibration} (--int8-calibration takes a folder of images)', 2)
     _check_at_least(1, int8_samples=args.int8_samples)

@@ -41,7 +41,7 @@ from torch import nn
 
 from timm_sesk.layers import ConvBnAct, SelectiveKernel, SqueezeExcite
 from timm_sesk.models.blocks import BasicBlock, Bottleneck
-from timm_sesk.weights import PretrainedWeightsError, convert_state_dict
+from timm_sesk.weights import PretrainedWeightsError, convert_state_dict, read_checkpoint
 from timm_sesk.weights.manifest import GRAFT_TAG_PREFIX
 
 __all__ = ['SK_CONSTANT', 'NotGraftableError', 'graft', 'graft_state_dict']
@@ -262,9 +262,7 @@ def _plain_state_dict(plain: Union[nn.Module, Mapping[str, Any], str, os.PathLik
     if isinstance(plain, nn.Module):
         return plain.state_dict()
     if isinstance(plain, (str, os.PathLike)):
-        from timm.models import load_state_dict  # a train.py checkpoint's state_dict, DDP prefixes stripped
-
-        return load_state_dict(str(plain), weights_only=True)
+        return read_checkpoint(plain)  # the package's one checkpoint reader (weights_only, train.py checkpoints)
     return convert_state_dict(plain, 'native')  # unwraps training checkpoints ({'state_dict': ...})
 
 
@@ -302,7 +300,7 @@ def graft(
             their input; use ``sk_split_input=False, sk_keep_3x3=False``).
         PretrainedWeightsError: The plain network's trunk does not match ``arch``'s.
     """
-    state_dict = convert_state_dict(_plain_state_dict(plain), 'timm_resnet')
+    state_dict = _plain_state_dict(plain)  # the plain layout: the filter function maps it, once
     classifier = state_dict.get('fc.weight')
     stem = state_dict.get('conv1.weight', state_dict.get('conv1.0.weight'))
     plain_cfg = dict(getattr(plain, 'pretrained_cfg', None) or {})

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .manifest import NO_WEIGHTS, NOT_GRAFTABLE, WEIGHTS, WeightSpec
+from .manifest import NO_WEIGHTS, NOT_GRAFTABLE, WEIGHTS, ReportedAccuracy, WeightSpec
 from .references import REFERENCES
 
 __all__ = ['render']
@@ -129,13 +129,17 @@ def _models_table() -> List[str]:
     return lines
 
 
+def _figures(accuracy: ReportedAccuracy) -> str:
+    """'top-1 / top-5 at SIZE px, crop CROP', as a source reports them."""
+    top5 = f' / {accuracy.top5:.2f}' if accuracy.top5 is not None else ''
+    return f'{accuracy.top1:.2f}{top5} at {accuracy.img_size} px, crop {accuracy.crop_pct}'
+
+
 def _provenance() -> List[str]:
     lines = ['', '### Provenance of each tag', '']
     for spec in (w for w in WEIGHTS if not w.is_graft):
         pin = f' sha256 prefix `{spec.hash_prefix}` (from the file name).' if spec.hash_prefix else ''
-        reported = '; '.join(
-            f'{a.top1:.2f}' + (f' / {a.top5:.2f}' if a.top5 is not None else '') + f' at {a.img_size} px, crop '
-            f'{a.crop_pct} ({a.reported_by})' for a in spec.accuracy)
+        reported = '; '.join(f'{_figures(a)} ({a.reported_by})' for a in spec.accuracy)
         notes = f' {spec.notes}' if spec.notes else ''
         lines.append(
             f'- `{spec.name}`: key mapping `{spec.mapping}`; data config {spec.input_size[-1]} px, crop '
@@ -174,7 +178,7 @@ network itself, and the table above shows none.
 def _grafts() -> List[str]:
     lines = [_GRAFTS_INTRO.rstrip('\n'), '']
     for spec in (w for w in WEIGHTS if w.is_graft):
-        starts = '; '.join(f'{a.top1:.2f} / {a.top5:.2f} at {a.img_size} px, crop {a.crop_pct}' for a in spec.accuracy)
+        starts = '; '.join(_figures(a) for a in spec.accuracy)
         lines.append(
             f'- `{spec.name}`: weights from Hub `{spec.hf_hub_id}` (licence {spec.license}; data config '
             f'{spec.input_size[-1]} px, crop {spec.crop_pct}, {spec.interpolation}). Starts at the plain network\'s '

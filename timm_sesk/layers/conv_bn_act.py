@@ -19,6 +19,7 @@ __all__ = [
     'check_batch_norm_input',
     'is_plain_batchnorm',
     'is_recomputing',
+    'norm_forward',
     'recomputing',
     'uses_batch_statistics',
 ]
