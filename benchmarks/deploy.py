@@ -29,6 +29,7 @@ import torch
 
 import timm_sesk
 from timm_sesk import deploy
+from timm_sesk.data import even_indices
 from timm_sesk.weights import REFERENCES, read_checkpoint
 
 from .compare import build_variants, check_outputs, interleaved_medians, machine
@@ -177,7 +178,7 @@ def real_images(folder: Path, config: Dict, count: int) -> Tuple[torch.Tensor, t
 
     samples, _ = find_images_and_targets(str(folder))
     transform = create_transform(**config)
-    chosen = [samples[i] for i in deploy.even_indices(len(samples), count)]
+    chosen = [samples[i] for i in even_indices(len(samples), count)]
     images = []
     for path, _ in chosen:
         with Image.open(path) as image:

@@ -20,7 +20,8 @@ from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
 
 import timm_sesk
 from timm_sesk.attention import record
-from timm_sesk.cli import _even_subset, main
+from timm_sesk.cli import main
+from timm_sesk.data import even_indices
 from timm_sesk.weights import WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -222,8 +223,8 @@ def test_validate_stops_at_an_unreadable_image(photos, tmp_path, capsys):
 
 
 def test_limit_spreads_over_the_whole_folder():
-    assert _even_subset(10, 3) == [0, 4, 9] and _even_subset(10, 1) == [0]
-    assert _even_subset(5, None) == _even_subset(5, 9) == [0, 1, 2, 3, 4]
+    assert even_indices(10, 3) == [0, 4, 9] and even_indices(10, 1) == [0]
+    assert even_indices(5, None) == even_indices(5, 9) == [0, 1, 2, 3, 4]
 
 
 # --- attention ----------------------------------------------------------------------------------------------------

@@ -248,8 +248,8 @@ def test_missing_runtime_names_the_pip_install(exported, tmp_path, monkeypatch, 
     assert main(['export', 'se_resnet18', str(tmp_path / 'out'), '--format', 'openvino', '--no-pretrained']) == 1
     assert main(['predict', '-m', str(folder), '--runtime', 'onnxruntime', str(image)]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        f'timm-sesk: error: {purpose} needs {module}, which is not installed: pip install "timm_sesk[{extra}]" '
-        f'(from a checkout of timm_sesk: pip install ".[{extra}]")'
+        f'timm-sesk: error: {purpose} needs {module}, which is not installed: pip install ".[{extra}]" in your '
+        f'timm_sesk checkout, or pip install {module}'
         for purpose, module, extra in (('--format openvino', 'openvino', 'openvino'),
                                        ('--runtime onnxruntime', 'onnxruntime', 'onnx'))]
     assert not (tmp_path / 'out').exists()  # refused before any work

@@ -16,11 +16,10 @@
 (a float tensor in, logits out) and carries ``num_classes`` and ``pretrained_cfg``, so that timm's data config and
 the CLI's label mapping treat it exactly as the PyTorch model it was exported from.
 
-The runtimes are optional: ``pip install "timm_sesk[onnx]"`` (ONNX, ONNX Runtime) and ``"timm_sesk[openvino]"``
-(OpenVINO, and NNCF for int8). A missing one raises ``MissingExtraError`` naming the ``pip install`` that adds it.
+The runtimes are optional extras, ``onnx`` (ONNX, ONNX Runtime) and ``openvino`` (OpenVINO, and NNCF for int8); a
+missing one raises ``timm_sesk.extras.MissingExtraError`` naming the ``pip install`` that adds it.
 """
 import copy
-import importlib
 import json
 import tempfile
 import warnings
@@ -32,6 +31,8 @@ import timm
 import torch
 from torch import nn
 
+from timm_sesk.data import even_indices, image_files
+from timm_sesk.extras import require
 from timm_sesk.fuse import fuse
 from timm_sesk.version import __version__
 
@@ -41,17 +42,13 @@ __all__ = [
     'RUNTIMES',
     'DeployedModel',
     'ExportCheckError',
-    'MissingExtraError',
     'UnsupportedPrecisionError',
     'bf16_support',
     'data_config',
-    'even_indices',
     'export',
-    'image_files',
     'load',
     'read_meta',
     'relative_error',
-    'require',
     'write_data_config',
 ]
 
@@ -68,12 +65,6 @@ F32_TOLERANCE = 1e-4
 META_FILE = 'deploy.json'
 DATA_CONFIG_FILE = 'data_config.json'
 _MODEL_FILES = {'onnx': 'model.onnx', 'openvino': 'model.xml'}
-# The extra of setup.cfg that installs each optional module.
-_EXTRAS = {'onnx': 'onnx', 'onnxscript': 'onnx', 'onnxruntime': 'onnx', 'openvino': 'openvino', 'nncf': 'openvino'}
-
-
-class MissingExtraError(ImportError):
-    """An optional runtime is not installed; the message names the ``pip install`` that adds it."""
 
 
 class ExportCheckError(RuntimeError):
@@ -82,22 +73,6 @@ class ExportCheckError(RuntimeError):
 
 class UnsupportedPrecisionError(ValueError):
     """The runtime or the CPU cannot compute in the requested precision."""
-
-
-def require(module: str, purpose: str) -> Any:
-    """Import an optional dependency, or raise ``MissingExtraError`` saying which extra installs it.
-
-    Args:
-        module: Module to import (``onnxruntime``, ``openvino``, ``nncf``, ...).
-        purpose: What needs it, for the message (``'--runtime openvino'``).
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        extra = _EXTRAS.get(module, module)
-        raise MissingExtraError(
-            f'{purpose} needs {module}, which is not installed: pip install "timm_sesk[{extra}]" (from a checkout '
-            f'of timm_sesk: pip install ".[{extra}]")') from e
 
 
 def data_config(model: nn.Module) -> Dict[str, Any]:
@@ -175,23 +150,6 @@ def _image_batches(folder: Union[str, Path], config: Dict[str, Any], indices: Se
     for i in indices:
         with Image.open(files[i]) as image:
             yield transform(image.convert('RGB'))[None].numpy()
-
-
-def image_files(folder: Union[str, Path]) -> List[str]:
-    """Every image under ``folder`` (in class subfolders or not), sorted as timm's ImageFolder sorts them."""
-    from timm.data.readers.reader_image_folder import find_images_and_targets
-
-    samples, _ = find_images_and_targets(str(folder))
-    if not samples:
-        raise ValueError(f'no images in {folder}')
-    return [path for path, _ in samples]
-
-
-def even_indices(n: int, count: int) -> List[int]:
-    """``count`` indices spread evenly over ``range(n)``: a sample of a class-sorted file list that spans all its
-    classes."""
-    count = min(count, n)
-    return [i * n // count for i in range(count)]
 
 
 def _quantize_int8(ov_model: Any, calibration: Union[str, Path], config: Dict[str, Any], samples: int) -> Any:

@@ -1,0 +1,81 @@
+"""``timm-sesk attention``: plot the SE / SK attention of a model on images (``timm_sesk.attention_plot``)."""
+import argparse
+import json
+from pathlib import Path
+from typing import List, Tuple
+
+from timm_sesk.attention import find_units
+from timm_sesk.attention_plot import attention_data, plot_attention
+from timm_sesk.data import read_image
+from timm_sesk.extras import require
+
+from .errors import PROG, CliError
+from .options import HelpFormatter, check_at_least, check_model_name, load_model
+
+__all__ = ['add_parser', 'run']
+
+
+def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        'attention', parents=[parents['model']], help='plot the SE / SK attention of a model on images',
+        formatter_class=HelpFormatter,
+        description='Run images through the model and plot the attention its units apply, from '
+                    'timm_sesk.attention.record.\n\nSK models: the mean selection weight of each path (kernel) in '
+                    'every SK unit, input to output, one line per image and scale, as in the SKNet paper\'s '
+                    'analysis (Fig. 3: larger objects shift weight towards the larger kernels). SE models: the '
+                    'excitation of every block (mean and 10-90th percentile over channels) and of each channel of '
+                    'the last block (cf. SENet Fig. 6).\n\nCompare several images, or one image at several input '
+                    'sizes (--scales): each size uses the model\'s eval transform with that crop size.',
+        epilog=f'examples:\n  {PROG} attention -m sk_resnet50 cat.jpg --scales 128,224,320 --out sk50.png\n'
+               f'  {PROG} attention -m se_resnet50 cat.jpg dog.jpg --json se50.json')
+    p.add_argument('images', nargs='+', metavar='IMAGE', help='image files')
+    p.add_argument('--out', '-o', metavar='FILE.png', help='PNG to write (default: attention_MODEL.png)')
+    p.add_argument('--json', metavar='FILE', help="also write the plotted data and every unit's full weights as JSON")
+    p.add_argument('--scales', metavar='S1,S2,...',
+                   help="input sizes in pixels, e.g. 128,224,320 (default: the model's input size)")
+    p.add_argument('--figsize', metavar='W,H', help='figure size in inches (default: 10,6)')
+    p.add_argument('--dpi', type=int, default=100, help='pixels per inch; the PNG is W*dpi x H*dpi (default: 100)')
+    p.add_argument('--title', help='figure title (default: the model and its weights)')
+    p.set_defaults(func=run)
+
+
+def _parse_ints(text: str, what: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.split(',') if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise CliError(f'{what} must be positive integers separated by commas, e.g. 128,224,320; got {text!r}', 2)
+    return values
+
+
+def _parse_figsize(text: str) -> Tuple[float, float]:
+    try:
+        width, height = (float(v) for v in text.split(','))
+    except ValueError:
+        width = height = 0.0
+    if width <= 0 or height <= 0:
+        raise CliError(f'--figsize is WIDTH,HEIGHT in inches, e.g. 10,6; got {text!r}', code=2)
+    return width, height
+
+
+def run(args: argparse.Namespace) -> int:
+    arch = check_model_name(args.model)
+    scales = _parse_ints(args.scales, '--scales') if args.scales else [None]
+    figsize = _parse_figsize(args.figsize) if args.figsize else (10.0, 6.0)
+    check_at_least(1, dpi=args.dpi)
+    images = [(path, read_image(path)) for path in args.images]
+    require('matplotlib', 'the attention plot')  # before minutes of loading and running the model
+    model, weights = load_model(args)
+    if not find_units(model):
+        raise CliError(f'{args.model} has no SE or SK unit to show (were they switched off by --model-kwarg?)')
+    data = attention_data(model, images, scales)
+    data = {'model': args.model, 'weights': weights, **data}
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(data))
+        print(f'wrote {args.json}')
+    out = Path(args.out or f'attention_{arch.replace(":", "_").replace("/", "_")}.png')
+    plot_attention(data, args.title or f'{args.model} ({weights})', out, figsize, args.dpi)
+    print(f'wrote {out}')
+    return 0
