@@ -8,7 +8,7 @@ WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) -p no:cacheprovider
 TIMM_TESTS := .cache/timm-tests
 
-.PHONY: install demo test lint unit timm-contract card clean
+.PHONY: install demo test lint unit timm-contract card zoo-table clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ timm-contract: $(STAMP)
 # Regenerate MODEL_CARD.md from weights/manifest.py (the test suite fails when the two disagree).
 card: $(STAMP)
 	$(PY) -m timm_sesk.weights.card --write MODEL_CARD.md
+
+# Regenerate README.md's zoo table from the architectures declared in timm_sesk/models (tested like the card).
+zoo-table: $(STAMP)
+	$(PY) -m timm_sesk.weights.card --zoo-table --write README.md
 
 clean:
 	rm -rf $(VENV) $(TIMM_TESTS) build *.egg-info

@@ -9,7 +9,7 @@ from source_nets import build_source_network
 from torch import nn
 
 from timm_sesk.weights import WeightSpec
-from timm_sesk.weights.loading import url_cache_path
+from timm_sesk.weights._pretrained import url_cache_path
 
 __all__ = ['publish_source', 'source_network']
 
@@ -25,8 +25,8 @@ def source_network(spec: WeightSpec, seed: int = 0) -> nn.Module:
 def publish_source(hub, spec: WeightSpec, seed: int = 0) -> nn.Module:
     """Publish a random checkpoint of the tag's source network where the tag loads it from; return that network.
 
-    Hub tags go to the loopback Hub as ``model.safetensors`` (timm's Hub format). URL tags are pre-seeded into the
-    torch.hub cache as the source's file: a plain state dict, or an mmcv checkpoint for mmpretrain.
+    Hub tags go to the loopback Hub as ``model.safetensors`` (timm's Hub format). URL tags are pre-seeded into
+    timm_sesk's URL cache as the source's file: a plain state dict, or an mmcv checkpoint for mmpretrain.
     """
     net = source_network(spec, seed)
     state_dict = net.state_dict()

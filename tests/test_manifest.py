@@ -35,7 +35,6 @@ def test_spec_is_complete(spec):
     assert spec.mapping in MAPPINGS
     assert spec.license and spec.trained_as and spec.accuracy
     assert bool(spec.hf_hub_id) != bool(spec.url), 'exactly one source'
-    assert spec.sha256 is None, 'no file was available to compute a full sha256 from'
     for acc in spec.accuracy:
         assert 0 < acc.top1 < 100 and acc.reported_by
 
@@ -57,3 +56,10 @@ def test_default_tag_is_the_best_reported():
         best = max(s.accuracy[0].top1 for s in specs)
         assert specs[0].accuracy[0].top1 == best, arch
         assert get_pretrained_cfg(arch).tag == specs[0].tag
+
+
+def test_grafts_start_from_the_declared_plain_twin():
+    from timm_sesk.models.archs import ARCHS
+
+    for spec in (s for s in WEIGHTS if s.is_graft):
+        assert spec.trained_as == ARCHS[spec.arch].plain_twin, spec.name

@@ -1,39 +1,90 @@
-"""The package registers the zoo with timm, and names that are not ours get timm's own errors."""
+"""The package registers the zoo with timm, each architecture as declared once, and names that are not ours get
+timm's own errors."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import timm
 import torch
+from timm.models import get_pretrained_cfg
+from timm.models.resnet import ResNet
+from torch import nn
 
 import timm_sesk
+from timm_sesk.models.archs import ARCHS, FAMILIES, families_of
+from timm_sesk.weights import REFERENCES
+from timm_sesk.weights.card import with_zoo_table
 
-SE_MODELS = [
-    'se_resnet18', 'se_resnet34', 'se_resnet50', 'se_resnet101', 'se_resnet152',
-    'se_resnext50_32x4d', 'se_resnext101_32x4d',
-    'se_resnet18_orig', 'se_resnet34_orig', 'se_resnet50_orig', 'se_resnet101_orig', 'se_resnet152_orig',
-    'se_resnext26_32x4d_orig', 'se_resnext50_32x4d_orig', 'se_resnext101_32x4d_orig', 'se_net154_orig',
-]
-SK_MODELS = ['sk_resnet18', 'sk_resnet26', 'sk_resnet34', 'sk_resnet50', 'sk_resnet101']
+README = Path(__file__).resolve().parents[1] / 'README.md'
+
+
+def _meta(name, **kwargs):
+    return timm.create_model(name, device='meta', **kwargs)
 
 
 def test_version():
     assert isinstance(timm_sesk.__version__, str) and timm_sesk.__version__.count('.') == 2
 
 
-def test_every_model_is_registered():
-    assert sorted(timm_sesk.list_models()) == sorted(SE_MODELS + SK_MODELS)
-    assert set(SE_MODELS) <= set(timm.list_models('se_*'))
-    assert set(SK_MODELS) <= set(timm.list_models('sk_*'))
-    for name in SE_MODELS + SK_MODELS:
-        assert timm.is_model(name)
+def test_every_declared_architecture_is_registered_with_its_reference():
+    assert sorted(timm_sesk.list_models()) == sorted(ARCHS) == sorted(REFERENCES)
+    for name, arch in ARCHS.items():
+        assert timm.is_model(name) and REFERENCES[name] is arch.reference
+        assert name in timm.list_models(f'{arch.family}_*')  # the family's name prefix
+
+
+@pytest.mark.parametrize('name', sorted(ARCHS))
+def test_family_is_what_the_model_contains(name):
+    assert families_of(_meta(name)) == (ARCHS[name].family,)
+
+
+def test_families_follow_the_model_arguments():
+    assert families_of(_meta('sk_resnet26', se_position='standard')) == ('se', 'sk')
+    assert families_of(_meta('se_resnet18', se_position='none')) == ()
+    assert families_of(_meta('se_resnet18', sk_paths=2)) == ('se', 'sk')
+
+
+def test_cfgs_cite_the_family_paper():
+    for name, arch in ARCHS.items():
+        cfg = get_pretrained_cfg(name).to_dict()
+        paper = FAMILIES[arch.family]
+        assert (cfg['paper_ids'], cfg['paper_name']) == (paper.paper_ids, paper.paper_name)
+
+
+def _trunk(model: nn.Module):
+    """What a plain twin shares with the model: timm's ResNet, its stem, stage depths and widths, activations (but
+    the gates')."""
+    acts = {type(m).__name__ for m in model.modules() if isinstance(m, (nn.ReLU, nn.SiLU, nn.GELU))}
+    if not isinstance(model, ResNet):
+        return type(model).__name__, sorted(acts)
+    depths = [len(getattr(model, f'layer{i}')) for i in range(1, 5)]
+    return type(model.conv1).__name__, depths, [f['num_chs'] for f in model.feature_info], sorted(acts)
+
+
+@pytest.mark.parametrize('name', sorted(n for n, a in ARCHS.items() if a.plain_twin))
+def test_plain_twin_has_the_same_trunk(name):
+    assert _trunk(_meta(ARCHS[name].plain_twin)) == _trunk(_meta(name))
+
+
+def test_resnext26ts_is_not_sk_resnet26s_plain_twin():
+    assert ARCHS['sk_resnet26'].plain_twin is None
+    assert _trunk(_meta('resnext26ts')) == ('ByobNet', ['SiLU'])  # timm's ResNeXt-26 has a tiered stem and SiLU
+
+
+def test_readme_zoo_table_is_generated_from_the_declarations():
+    text = README.read_text(encoding='utf-8')
+    assert with_zoo_table(text) == text, (
+        "README.md's zoo table drifted from timm_sesk/models: run `make zoo-table`")
+    for name in ARCHS:
+        assert f'`{name}`' in text.split('## The zoo')[1].split('End of the generated zoo table')[0]
 
 
 def test_model_modules_do_not_collide_with_timm():
     # timm keys its registry by module basename: ours must not merge into timm's senet/sknet/resnet listings.
     for module in timm_sesk.MODEL_MODULES:
-        assert set(timm.list_models(module=module)) <= set(SE_MODELS + SK_MODELS)
-    assert not set(timm.list_models(module=['senet', 'sknet', 'resnet'])) & set(SE_MODELS + SK_MODELS)
+        assert set(timm.list_models(module=module)) <= set(ARCHS)
+    assert not set(timm.list_models(module=['senet', 'sknet', 'resnet'])) & set(ARCHS)
 
 
 def test_registration_happens_on_import():

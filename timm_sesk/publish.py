@@ -16,7 +16,8 @@ from timm.models._hub import generate_readme, save_config_for_hf
 from torch import nn
 
 from timm_sesk.version import __version__
-from timm_sesk.weights import REFERENCES, WeightSpec, check_state_dict, find_spec, read_checkpoint
+from timm_sesk.weights import REFERENCES, WeightSpec, check_state_dict, read_checkpoint
+from timm_sesk.weights._pretrained import find_spec
 from timm_sesk.zoo import count_gmacs
 
 __all__ = ['export_hub_folder', 'upload_hub_folder']

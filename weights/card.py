@@ -1,19 +1,23 @@
-"""MODEL_CARD.md, generated from the weights manifest and the registered models.
+"""MODEL_CARD.md, generated from the weights manifest and the registered models; README.md's zoo table, generated
+from the declared architectures.
 
-    python -m timm_sesk.weights.card --write MODEL_CARD.md   # regenerate
-    python -m timm_sesk.weights.card --check MODEL_CARD.md   # exit 1 if the file has drifted
+    python -m timm_sesk.weights.card --write MODEL_CARD.md           # regenerate the card (make card)
+    python -m timm_sesk.weights.card --check MODEL_CARD.md           # exit 1 if the file has drifted
+    python -m timm_sesk.weights.card --zoo-table --write README.md   # regenerate README's zoo table (make zoo-table)
 
-The test suite runs the check, so the card cannot disagree with the manifest or the models.
+The test suite runs the checks, so neither can disagree with the manifest or the models.
 """
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
+
+from timm_sesk.models.archs import ARCHS, FAMILIES, Arch
 
 from .manifest import NO_WEIGHTS, NOT_GRAFTABLE, WEIGHTS, ReportedAccuracy, WeightSpec
-from .references import REFERENCES
+from .references import REFERENCES, describe_references
 
-__all__ = ['render']
+__all__ = ['ZOO_TABLE_BEGIN', 'ZOO_TABLE_END', 'render', 'render_zoo_table', 'with_zoo_table']
 
 _HEADER = """# timm_sesk model card
 
@@ -24,10 +28,10 @@ _HEADER = """# timm_sesk model card
 
 Squeeze-and-Excitation (SE) and Selective-Kernel (SK) ResNets for timm, ImageNet-1k classifiers and feature backbones.
 
-- **SE** (Hu et al., *Squeeze-and-Excitation Networks*, arXiv:1709.01507): each residual block rescales its channels
+- **SE** ({se}): each residual block rescales its channels
   by weights computed from the globally pooled features. `se_resnet*` and `se_resnext*` have timm's layout;
   `*_orig` models have the layout of the SENet authors' released networks.
-- **SK** (Li et al., *Selective Kernel Networks*, arXiv:1903.06586): the spatial convolution of each block becomes
+- **SK** ({sk}): the spatial convolution of each block becomes
   several paths with different receptive fields, mixed per channel by softmax attention. `sk_resnet26/50/101` are
   SKNet-26/50/101 of the paper; `sk_resnet18/34` are timm's SK design for basic blocks.
 """
@@ -52,10 +56,11 @@ Image classification on ImageNet-1k classes, fine-tuning on other image datasets
 - The accuracies above are the sources' own figures, not re-measured here. Weights converted from other frameworks
   (Caffe, MXNet, mmcv) can differ slightly from the source's own evaluation because of image decoding and resizing.
 - The `_orig` models need inputs of at least 5x5 px (their stem pooling has no padding).
-- No weight file could be downloaded while this project was built (it has no network access), so no full sha256 is
-  recorded and no file was inspected. URL files are checked against the sha256 prefix in their names as they
-  download; Hub files rely on the Hub. Each key mapping is proven on checkpoints laid out as the source lays them
-  out, not on the real files.
+- No weight file could be downloaded while this project was built (it has no network access), so no file was
+  inspected and no full sha256 is known. A URL file is checked as it downloads against the sha256 prefix its
+  publisher puts in its name, where the publisher follows that convention (timm's releases, the Cadene/SENet
+  conversions, OpenMMLab's publish_model); senet.pytorch's file is not pinned (see its tag). Hub files rely on the
+  Hub. Each key mapping is proven on checkpoints laid out as the source lays them out, not on the real files.
 
 ## How equivalence is verified
 
@@ -64,32 +69,20 @@ from outside timm (`weights/references.py`, `tests/source_nets.py`). The test su
 weights and random, non-identity BatchNorm statistics, maps its state dict onto ours with the same key mapping the
 loader uses (`weights/mapping.py`), and requires the logits to agree to a relative error below 1e-5 in fp32. For
 every pretrained tag it publishes such a checkpoint where the tag loads from (a loopback stand-in of the Hugging
-Face Hub, or the torch.hub cache for URL files), loads it with `timm.create_model(tag, pretrained=True)` and
+Face Hub, or timm_sesk's download cache for URL files), loads it with `timm.create_model(tag, pretrained=True)` and
 compares the logits with the source network's.
 
 ## Citations
 
 ```bibtex
-@inproceedings{hu2018senet,
-  title={Squeeze-and-Excitation Networks},
-  author={Hu, Jie and Shen, Li and Albanie, Samuel and Sun, Gang and Wu, Enhua},
-  booktitle={IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year={2018}
-}
-@inproceedings{li2019sknet,
-  title={Selective Kernel Networks},
-  author={Li, Xiang and Wang, Wenhai and Hu, Xiaolin and Yang, Jian},
-  booktitle={IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year={2019}
-}
-@misc{rw2019timm,
+"""
+# The families' papers are cited from timm_sesk.models.archs.FAMILIES; timm is cited here.
+_TIMM_BIBTEX = """@misc{rw2019timm,
   author={Ross Wightman},
   title={PyTorch Image Models},
   year={2019},
   howpublished={\\url{https://github.com/huggingface/pytorch-image-models}}
-}
-```
-"""
+}"""
 
 
 def _source_cell(spec: WeightSpec) -> str:
@@ -138,7 +131,8 @@ def _figures(accuracy: ReportedAccuracy) -> str:
 def _provenance() -> List[str]:
     lines = ['', '### Provenance of each tag', '']
     for spec in (w for w in WEIGHTS if not w.is_graft):
-        pin = f' sha256 prefix `{spec.hash_prefix}` (from the file name).' if spec.hash_prefix else ''
+        pin = f' Pinned: its sha256 must start with `{spec.hash_prefix}`, the prefix in its file name.' \
+            if spec.hash_prefix else ''
         reported = '; '.join(f'{_figures(a)} ({a.reported_by})' for a in spec.accuracy)
         notes = f' {spec.notes}' if spec.notes else ''
         lines.append(
@@ -190,24 +184,55 @@ def _grafts() -> List[str]:
 
 def render() -> str:
     """The full MODEL_CARD.md text."""
-    lines = [_HEADER, '## Models and weights', '', *_models_table(), _TABLE_NOTE.rstrip('\n'), *_provenance(),
+    header = _HEADER.format(**{key: f'{f.authors}, *{f.paper_name}*, {f.paper_ids}' for key, f in FAMILIES.items()})
+    lines = [header, '## Models and weights', '', *_models_table(), _TABLE_NOTE.rstrip('\n'), *_provenance(),
              *_grafts(), *_no_weights()]
-    return '\n'.join(lines) + '\n' + _FOOTER
+    citations = '\n'.join([*(f.bibtex for f in FAMILIES.values()), _TIMM_BIBTEX])
+    return '\n'.join(lines) + '\n' + _FOOTER + citations + '\n```\n'
+
+
+ZOO_TABLE_BEGIN = '<!-- Zoo table generated from timm_sesk/models by `make zoo-table`; do not edit by hand. -->'
+ZOO_TABLE_END = '<!-- End of the generated zoo table. -->'
+
+
+def render_zoo_table() -> str:
+    """README's zoo table: a row for each network the model families declare, in declaration order."""
+    networks: Dict[str, List[Arch]] = {}
+    for arch in ARCHS.values():
+        networks.setdefault(arch.network, []).append(arch)
+    lines = ['| model | network | reproduces |', '|---|---|---|']
+    for network, archs in networks.items():
+        names = ', '.join(f'`{a.name}`' for a in archs)
+        lines.append(f'| {names} | {network} | {describe_references([a.reference for a in archs])} |')
+    return '\n'.join(lines)
+
+
+def with_zoo_table(readme: str) -> str:
+    """The README text with the zoo table between its markers regenerated."""
+    head, begin, rest = readme.partition(ZOO_TABLE_BEGIN)
+    _, end, tail = rest.partition(ZOO_TABLE_END)
+    if not (begin and end):
+        raise ValueError(f'no zoo table markers in the README: {ZOO_TABLE_BEGIN} ... {ZOO_TABLE_END}')
+    return f'{head}{begin}\n\n{render_zoo_table()}\n\n{end}{tail}'
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description='Generate MODEL_CARD.md from the weights manifest.')
+    parser = argparse.ArgumentParser(
+        description="Generate MODEL_CARD.md from the weights manifest, or README.md's zoo table from the models.")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument('--write', metavar='PATH', help='write the card to PATH')
-    group.add_argument('--check', metavar='PATH', help='exit 1 if PATH differs from the generated card')
+    group.add_argument('--write', metavar='PATH', help='write the card (or the zoo table of the README) to PATH')
+    group.add_argument('--check', metavar='PATH', help='exit 1 if PATH differs from what is generated')
+    parser.add_argument('--zoo-table', action='store_true', help="PATH is README.md: generate its zoo table only")
     args = parser.parse_args(argv)
-    text = render()
+    path = Path(args.write or args.check)
+    current = path.read_text(encoding='utf-8') if args.check or args.zoo_table else None
+    text = with_zoo_table(current) if args.zoo_table else render()
     if args.write:
-        Path(args.write).write_text(text, encoding='utf-8')
+        path.write_text(text, encoding='utf-8')
         return 0
-    if Path(args.check).read_text(encoding='utf-8') != text:
-        print(f'{args.check} is out of date; run: python -m timm_sesk.weights.card --write {args.check}',
-              file=sys.stderr)
+    if current != text:
+        flag = ' --zoo-table' if args.zoo_table else ''
+        print(f'{path} is out of date; run: python -m timm_sesk.weights.card{flag} --write {path}', file=sys.stderr)
         return 1
     return 0
 

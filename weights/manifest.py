@@ -52,8 +52,9 @@ class WeightSpec:
         hf_hub_id: Hugging Face Hub repository of the weights, if hosted there.
         hf_hub_filename: File in that repository (timm's default, ``model.safetensors``, if None).
         url: Direct URL of the weights, for sources not on the Hub.
-        hash_prefix: Leading hex digits of the file's sha256, as carried in its name (torch.hub convention).
-        sha256: Full sha256 of the file, recorded only where computed from the real file.
+        hash_prefix: Leading hex digits the file's sha256 must have, checked as it downloads. Set only where the
+            publisher names its files ``<name>-<sha256 prefix>.<ext>`` (timm's releases, the Cadene/SENet
+            conversions, OpenMMLab's ``publish_model``); hex digits in a name are no pin by themselves.
         input_size: Training/eval input size (C, H, W).
         test_input_size: Larger evaluation size the source recommends, if any.
         crop_pct: Center-crop fraction for evaluation.
@@ -76,7 +77,6 @@ class WeightSpec:
     hf_hub_filename: Optional[str] = None
     url: Optional[str] = None
     hash_prefix: Optional[str] = None
-    sha256: Optional[str] = None
     input_size: Tuple[int, int, int] = (3, 224, 224)
     test_input_size: Optional[Tuple[int, int, int]] = None
     crop_pct: float = 0.875
@@ -113,8 +113,10 @@ _SENET = 'https://github.com/hujie-frank/SENet'
 _MMPRETRAIN = 'https://github.com/open-mmlab/mmpretrain/tree/main/configs/seresnet'
 _MMPRETRAIN_RESULTS = 'mmpretrain configs/seresnet/metafile.yml (open-mmlab/mmpretrain@ee7f2e8)'
 _MMPRETRAIN_NOTES = (
-    'Trained by OpenMMLab with mmclassification v0.15 (2020). Published as an mmcv checkpoint (meta + state_dict); '
-    'sha256 prefix from the name (OpenMMLab publish_model convention). Not checked against the real file here.')
+    'Trained by OpenMMLab (training logs of 2020-07) and published on 2020-08-04, before mmclassification v0.6; the '
+    "metafile's link to v0.15 is to the code, not to when the weights were made. Published as an mmcv checkpoint "
+    "(meta + state_dict). The 8 hex digits in its name are the sha256 prefix OpenMMLab's publish_model writes, "
+    'pinned here. Not checked against the real file here.')
 
 
 def _timm_acc(*rows: Tuple[float, float, int, float]) -> Tuple[ReportedAccuracy, ...]:
@@ -164,8 +166,8 @@ def _graft(arch: str, plain: str, license: str, accuracy: Tuple[Tuple[float, flo
         arch, f'{GRAFT_TAG_PREFIX}_{plain.replace(".", "_")}', trained_as=trained_as, mapping='timm_resnet',
         license=license, hf_hub_id=f'timm/{plain}',
         accuracy=tuple(ReportedAccuracy(*row, reported_by) for row in accuracy),
-        notes=f'Grafted from the plain {plain} (timm_sesk.graft), which it starts as exactly; its '
-              f'{arch[:2].upper()} attention is untrained: fine-tune before use. No trained weights exist: {why}',
+        notes=f'Grafted from the plain {plain} (timm_sesk.graft), which it starts as exactly; the attention units '
+              f'it adds are untrained: fine-tune before use. No trained weights exist: {why}',
         **kwargs)
 
 
@@ -204,11 +206,12 @@ WEIGHTS: Tuple[WeightSpec, ...] = (
         'se_resnet50', 'senet_pytorch_in1k', trained_as='senet.pytorch:se_resnet50', mapping='senet_pytorch',
         license='mit',
         url='https://github.com/moskomule/senet.pytorch/releases/download/archive/seresnet50-60a8950a85b2b.pkl',
-        hash_prefix='60a8950a85b2b', interpolation='bilinear', origin_url='https://github.com/moskomule/senet.pytorch',
+        interpolation='bilinear', origin_url='https://github.com/moskomule/senet.pytorch',
         accuracy=(ReportedAccuracy(77.06, None, 224, 0.875, 'senet.pytorch README (max. top-1 over epochs)'),),
         notes='Its SE layers are the reference blog\'s bias-free nn.Linear; they load as zero biases, the same '
-              'function. The name carries 13 hex digits of the sha256, all checked (torch.hub convention). Not '
-              'checked against the real file here.'),
+              'function. Its file name carries 60a8950a85b2b, but senet.pytorch never checks it as a hash (it loads '
+              'the file with check_hash=False) and nothing shows it is a sha256 prefix, so it is not pinned here: the '
+              'download is checked only for being a tensors-only checkpoint that fits the model exactly.'),
     _timm_hub('se_resnet50', 'a3_in1k', 'seresnet50', 'timm_resnet',
               input_size=(3, 160, 160), crop_pct=0.95, test_input_size=(3, 224, 224), test_crop_pct=0.95,
               origin_url=_TIMM_REPO, accuracy=_timm_acc((75.104, 92.096, 160, 0.95), (77.036, 93.072, 224, 0.95)),

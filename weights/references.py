@@ -6,12 +6,12 @@ timm's ``legacy_*`` port of their Caffe models. SKNet-26 and SKNet-101 have no r
 reference is timm's ResNet with timm's SK bottleneck at those depths, configured exactly as timm's SKNet-50.
 """
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Sequence, Tuple
 
 import timm
 from torch import nn
 
-__all__ = ['REFERENCES', 'Reference', 'create_reference']
+__all__ = ['REFERENCES', 'Reference', 'create_reference', 'describe_references']
 
 
 @dataclass(frozen=True)
@@ -34,44 +34,30 @@ class Reference:
 
     @property
     def description(self) -> str:
-        if self.registered:
-            return f"timm's `{self.name}`"
-        return f"timm's ResNet with timm's SK bottleneck ({self.name})"
+        return describe_references([self])
+
+    @classmethod
+    def sk_bottleneck(cls, name: str, layers: Tuple[int, ...]) -> 'Reference':
+        """SKNet at a depth timm registers no model for: timm's ResNet with timm's SK bottleneck, configured exactly
+        as timm's ``skresnext50_32x4d`` (SKNet-50)."""
+        return cls(name, 'timm_sknet', dict(
+            layers=layers, cardinality=32, base_width=4, zero_init_last=False,
+            block_args=dict(sk_kwargs=dict(rd_ratio=1 / 16, rd_divisor=32, split_input=False))))
 
 
-def _sknet(layers) -> Dict[str, Any]:
-    # timm's skresnext50_32x4d configuration at another depth.
-    return dict(
-        layers=layers, cardinality=32, base_width=4, zero_init_last=False,
-        block_args=dict(sk_kwargs=dict(rd_ratio=1 / 16, rd_divisor=32, split_input=False)))
+# Our architecture -> its reference. Each model family fills it as it declares its architectures
+# (timm_sesk.models.archs.declare), next to their entrypoints, as timm's registry is filled by @register_model.
+REFERENCES: Dict[str, Reference] = {}
 
 
-REFERENCES: Dict[str, Reference] = {
-    # SE family, timm's ResNet trunk
-    'se_resnet18': Reference('seresnet18', 'timm_resnet'),
-    'se_resnet34': Reference('seresnet34', 'timm_resnet'),
-    'se_resnet50': Reference('seresnet50', 'timm_resnet'),
-    'se_resnet101': Reference('seresnet101', 'timm_resnet'),
-    'se_resnet152': Reference('seresnet152', 'timm_resnet'),
-    'se_resnext50_32x4d': Reference('seresnext50_32x4d', 'timm_resnet'),
-    'se_resnext101_32x4d': Reference('seresnext101_32x4d', 'timm_resnet'),
-    # SE family, the SENet authors' networks
-    'se_resnet18_orig': Reference('legacy_seresnet18', 'timm_senet'),
-    'se_resnet34_orig': Reference('legacy_seresnet34', 'timm_senet'),
-    'se_resnet50_orig': Reference('legacy_seresnet50', 'timm_senet'),
-    'se_resnet101_orig': Reference('legacy_seresnet101', 'timm_senet'),
-    'se_resnet152_orig': Reference('legacy_seresnet152', 'timm_senet'),
-    'se_resnext26_32x4d_orig': Reference('legacy_seresnext26_32x4d', 'timm_senet'),
-    'se_resnext50_32x4d_orig': Reference('legacy_seresnext50_32x4d', 'timm_senet'),
-    'se_resnext101_32x4d_orig': Reference('legacy_seresnext101_32x4d', 'timm_senet'),
-    'se_net154_orig': Reference('legacy_senet154', 'timm_senet'),
-    # SK family
-    'sk_resnet18': Reference('skresnet18', 'timm_sknet'),
-    'sk_resnet34': Reference('skresnet34', 'timm_sknet'),
-    'sk_resnet26': Reference('SKNet-26', 'timm_sknet', _sknet((2, 2, 2, 2))),
-    'sk_resnet50': Reference('skresnext50_32x4d', 'timm_sknet'),
-    'sk_resnet101': Reference('SKNet-101', 'timm_sknet', _sknet((3, 4, 23, 3))),
-}
+def describe_references(references: Sequence[Reference]) -> str:
+    """One phrase naming several references, as README's zoo table and the model card give them."""
+    registered = [f'`{r.name}`' for r in references if r.registered]
+    built = [r.name for r in references if not r.registered]
+    parts = [f"timm's {', '.join(registered)}"] if registered else []
+    if built:
+        parts.append(f"timm's ResNet with timm's SK bottleneck ({', '.join(built)})")
+    return '; '.join(parts)
 
 
 def create_reference(arch: str, **kwargs) -> nn.Module:

@@ -8,20 +8,13 @@ check on the first convolution.
 from functools import partial
 from typing import Optional
 
-from timm.models import build_model_with_cfg, resolve_pretrained_cfg
+from timm.models import build_model_with_cfg
 from timm.models.resnet import ResNet
 from torch import nn
 
 from timm_sesk.layers import SelectiveKernel, SqueezeExcite, add_input_check
-from timm_sesk.weights import (
-    PretrainedWeightsError,
-    archs_with_weights,
-    checkpoint_filter_fn,
-    explain_load_errors,
-    fetch_url,
-    find_spec,
-    resolve_source,
-)
+from timm_sesk.weights import checkpoint_filter_fn
+from timm_sesk.weights._pretrained import pretrained_weights
 
 from .blocks import SE_POSITIONS
 
@@ -130,33 +123,18 @@ class SeskResNet(ResNet):
 def create_sesk_resnet(variant: str, pretrained: bool = False, **kwargs) -> SeskResNet:
     """Build a registered variant through timm's ``build_model_with_cfg``.
 
-    With ``pretrained=True`` the weights come through timm's ``load_pretrained``; on top of it, a URL file is checked
-    against its pinned sha256 prefix as it downloads, the checkpoint is mapped to our layout and must fit exactly,
-    and failures raise ``PretrainedWeightsError`` naming the weights and the fix.
+    With ``pretrained=True`` the weights come through timm's ``load_pretrained``, in one pass: the pretrained cfg is
+    resolved once, a URL file is downloaded and checked against its manifest pin by ``timm_sesk.weights`` and handed
+    to timm as that exact file, the checkpoint is mapped to our layout and must fit exactly, and failures raise
+    ``PretrainedWeightsError`` naming the weights and the fix.
 
     Args:
         variant: Registered model name.
         pretrained: Load the pretrained weights of the selected tag.
         **kwargs: Model and ``build_model_with_cfg`` arguments.
     """
-    build = partial(
-        build_model_with_cfg, SeskResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
     if not pretrained:
-        return build()
-    cfg = resolve_pretrained_cfg(
-        variant,
-        pretrained_cfg=kwargs.get('pretrained_cfg'),
-        pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'),
-    ).to_dict()
-    kind, location = resolve_source(cfg)
-    if not kind:
-        with_weights = ', '.join(archs_with_weights())
-        raise PretrainedWeightsError(
-            f'{variant} has no published pretrained weights. Use pretrained=False for random initialisation, pass '
-            f'your own checkpoint with pretrained_cfg_overlay=dict(file=...), or pick an architecture with weights: '
-            f'{with_weights}.')
-    cache_dir = kwargs.get('cache_dir')
-    with explain_load_errors(variant, cfg, cache_dir):
-        if kind == 'url':
-            fetch_url(location, find_spec(cfg), cache_dir=cache_dir)
-        return build()
+        return build_model_with_cfg(SeskResNet, variant, False, pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
+    with pretrained_weights(variant, kwargs) as build_kwargs:
+        return build_model_with_cfg(
+            SeskResNet, variant, True, pretrained_filter_fn=checkpoint_filter_fn, **build_kwargs)

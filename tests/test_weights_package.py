@@ -1,0 +1,97 @@
+"""``timm_sesk.weights`` as a package: one module identity, an honest public API, and the timm behaviour it relies on.
+
+The pretrained path hands timm a resolved cfg and, for URL sources, the exact file to read (``weights/_pretrained.py``).
+What that relies on in timm is pinned here, so that a timm upgrade that changes it fails loudly.
+"""
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from helpers import rel_err
+from timm.models import load_pretrained, resolve_pretrained_cfg
+
+import timm_sesk
+from timm_sesk.weights import WEIGHTS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_file_in_the_cfg_is_what_timm_loads_before_hub_and_url(tmp_path):
+    # The URL path adds file=<downloaded file> to a cfg that keeps its url; timm must read the file, and nothing else,
+    # and pass what it read to the filter function with the model.
+    source = timm.create_model('sk_resnet18').eval()
+    path = tmp_path / 'weights.pth'
+    torch.save(source.state_dict(), path)
+    model = timm.create_model('sk_resnet18').eval()
+    calls = []
+
+    def filter_fn(state_dict, target):
+        calls.append((sorted(state_dict) == sorted(source.state_dict()), target))
+        return state_dict
+
+    cfg = dict(model.pretrained_cfg, file=str(path), url='http://127.0.0.1:9/never.pth', hf_hub_id='nobody/never')
+    load_pretrained(model, pretrained_cfg=cfg, filter_fn=filter_fn)
+    assert calls == [(True, model)]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert rel_err(model(x), source(x)) == 0
+
+
+def test_resolve_pretrained_cfg_merges_the_overlay_into_the_tag(tmp_path):
+    spec = next(w for w in WEIGHTS if w.url and w.hash_prefix)
+    cfg = resolve_pretrained_cfg(spec.arch, pretrained_cfg=spec.tag, pretrained_cfg_overlay=dict(file='/x.pth'))
+    assert (cfg.architecture, cfg.tag, cfg.url, cfg.file) == (spec.arch, spec.tag, spec.url, '/x.pth')
+    assert cfg.has_weights
+    assert not resolve_pretrained_cfg('sk_resnet26').has_weights  # no published weights: our error, not timm's
+
+
+def test_the_public_api_is_what_users_need():
+    public = set(timm_sesk.weights.__all__)
+    assert all(hasattr(timm_sesk.weights, name) for name in public)
+    assert {'PretrainedWeightsError', 'WEIGHTS', 'check_state_dict', 'read_checkpoint', 'weights_for'} <= public
+    for plumbing in ('fetch_url', 'find_spec', 'resolve_source', 'explain_load_errors', 'url_cache_path'):
+        assert not hasattr(timm_sesk.weights, plumbing), plumbing
+
+
+def test_a_source_checkout_imports_one_weights_package():
+    # Only the checkout and the venv's site-packages on the path: no .pth files (python -S), so no editable install.
+    code = f'''
+        import sys
+        sys.path[:0] = [{str(REPO_ROOT)!r}]
+        sys.path.append({sysconfig.get_paths()['purelib']!r})
+        import timm, timm_sesk
+        print(timm_sesk.__file__)
+        try:
+            timm.create_model('sk_resnet26', pretrained=True)
+        except timm_sesk.weights.PretrainedWeightsError:
+            print('the models raise timm_sesk.weights.PretrainedWeightsError')
+        try:
+            import weights
+        except ImportError as e:
+            print(e)
+        print('weights' in sys.modules)
+    '''
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    result = subprocess.run([sys.executable, '-S', '-c', textwrap.dedent(code)], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        str(REPO_ROOT / 'timm_sesk' / '__init__.py'),
+        'the models raise timm_sesk.weights.PretrainedWeightsError',
+        'the weights/ folder is the package timm_sesk.weights: import timm_sesk.weights, not weights',
+        'False',
+    ]
+
+
+@pytest.mark.parametrize('module', ['weights', 'weights.manifest'])
+def test_weights_is_refused_as_a_top_level_package(module, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    with pytest.raises(ImportError, match=r'import timm_sesk\.weights, not weights'):
+        __import__(module)
+    assert 'weights' not in sys.modules
