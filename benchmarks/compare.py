@@ -31,17 +31,14 @@ import torch
 from tqdm import tqdm
 
 import timm_sesk
+from timm_sesk.models.archs import ARCHS
 from timm_sesk.weights import REFERENCES, convert_state_dict, create_reference
 
 from .naive import naive_copy
 
-# The plain network each model adds SE or SK to: what an SE/SK unit costs is measured against it.
-PLAIN_TWINS = {
-    'sk_resnet18': 'resnet18', 'sk_resnet34': 'resnet34', 'sk_resnet50': 'resnext50_32x4d',
-    'sk_resnet26': 'resnext26ts', 'sk_resnet101': 'resnext101_32x4d',
-    'se_resnet18': 'resnet18', 'se_resnet34': 'resnet34', 'se_resnet50': 'resnet50', 'se_resnet101': 'resnet101',
-    'se_resnet152': 'resnet152', 'se_resnext50_32x4d': 'resnext50_32x4d', 'se_resnext101_32x4d': 'resnext101_32x4d',
-}
+# The plain network each model adds SE or SK to, as its architecture declares it: what an SE/SK unit costs is
+# measured against it. sk_resnet26 and the *_orig models have none that timm registers.
+PLAIN_TWINS = {name: arch.plain_twin for name, arch in ARCHS.items() if arch.plain_twin}
 TOL = 1e-5
 
 
@@ -195,7 +192,7 @@ _TRAINING_MODELS: Dict[str, Callable[[str], torch.nn.Module]] = {
 def training_variants(arch: str) -> List[str]:
     """The training comparisons that apply to ``arch``: the memory knob only exists for SK models."""
     names = ['timm_sesk', 'timm', 'naive (paper equations)']
-    if arch.startswith('sk_'):
+    if ARCHS[arch].family == 'sk':
         names.insert(1, 'timm_sesk sk_memory_efficient=True')
     if arch in PLAIN_TWINS:
         names.append('plain')
@@ -219,11 +216,12 @@ def training_peak_memory(arch: str, name: str, batch: int, size: int, layout: st
     step) over the resident size before it. Linux only.
     """
     code = (
-        'import json; from benchmarks.compare import _peak_probe; '
+        f'import json; from {__spec__.name} import _peak_probe; '  # benchmarks.compare or timm_sesk.benchmarks.compare
         f'print(json.dumps(_peak_probe({arch!r}, {name!r}, {batch}, {size}, {layout!r})))')
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # The fresh process imports this module by the same name, from the folder holding its top-level package.
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), *['..'] * __spec__.name.count('.')))
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True, env=env, cwd=root)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -254,31 +252,42 @@ def machine() -> str:
     return f'{cpu}, {os.cpu_count()} logical CPUs'
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The benchmark's options, on ``parser`` (its own, or ``timm-sesk bench``'s)."""
     parser.add_argument('--model', default='sk_resnet50', help='timm_sesk model (default: sk_resnet50)')
-    parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', type=int, default=2, help='torch CPU threads')
+    parser.add_argument('--batch', type=int, default=8, help='inference batch size (default: 8)')
+    parser.add_argument('--size', type=int, default=224, help='inference input size in pixels (default: 224)')
+    parser.add_argument('--device', default='cpu', help='torch device (default: cpu)')
+    parser.add_argument('--threads', type=int, default=2, help='torch CPU threads (default: 2)')
     parser.add_argument('--amp', action='store_true', help='bfloat16 autocast')
-    parser.add_argument('--layout', choices=['best', 'nchw', 'channels_last'], default='best')
-    parser.add_argument('--runs', type=int, default=15)
-    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--layout', choices=['best', 'nchw', 'channels_last'], default='best',
+                        help='memory layout; best: time both, report the faster (default)')
+    parser.add_argument('--runs', type=int, default=15, help='timed runs per variant (default: 15)')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed runs first (default: 2)')
     parser.add_argument('--compile', action='store_true', help='also time torch.compile (slow to compile)')
     parser.add_argument('--train', action='store_true', help='also time a training step and its peak memory')
-    parser.add_argument('--train-batch', type=int, default=16)
-    parser.add_argument('--train-size', type=int, default=160)
+    parser.add_argument('--train-batch', type=int, default=16, help='training batch size (default: 16)')
+    parser.add_argument('--train-size', type=int, default=160, help='training input size (default: 160)')
     parser.add_argument('--markdown', action='store_true', help='print the tables as markdown')
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: Optional[List[str]] = None) -> int:
+    summary, _, details = __doc__.partition('\n\n')
+    parser = add_arguments(argparse.ArgumentParser(
+        description=summary, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=details))
+    args = parser.parse_args(argv)
+    return run(args, 'python -m benchmarks.compare ' + ' '.join(argv if argv is not None else sys.argv[1:]))
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    """Run the benchmark for parsed options; ``command`` is the command line the report names."""
     torch.set_num_threads(args.threads)
     layouts = ['nchw', 'channels_last'] if args.layout == 'best' else [args.layout]
     print(f'# {args.model}: {machine()}; torch {torch.__version__}, timm {timm.__version__}, '
           f'timm_sesk {timm_sesk.__version__}; {args.device}, {args.threads} threads, '
           f'{"bf16 autocast" if args.amp else "fp32"}; {datetime.date.today()}')
-    print(f'# command: python -m benchmarks.compare {" ".join(argv if argv is not None else sys.argv[1:])}')
+    print(f'# command: {command}')
     variants = build_variants(args.model, args.device, args.compile)
     errors = check_outputs(variants, args.size, args.device)
     print('# fp32 relative error vs timm_sesk (checked < 1e-5 before timing): '

@@ -125,6 +125,53 @@ def test_list_into_a_closed_pipe_stops_quietly():
     assert process.returncode == 141
 
 
+def test_list_table_keeps_its_columns(capsys):
+    assert main(['list']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = lines[2:lines.index('')]
+    assert all(line == line.rstrip() for line in lines)  # no trailing spaces
+    assert len(rows) == len(timm_sesk.list_models())
+    weights_at = lines[0].index('pretrained weights')
+    assert all(row[weights_at - 2:weights_at] == '  ' and row[weights_at] != ' ' for row in rows)  # aligned
+    orig = next(row for row in rows if row.startswith('se_resnet18_orig '))
+    assert orig.endswith('in1k: github.com/…/seresnet18-4bb0ce65.pth')  # a URL as host and file
+    assert lines[-1].startswith(f'{len(rows)} models.')
+
+
+def test_list_of_one_model_says_model(capsys):
+    assert main(['list', 'sk_resnet26']) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith('1 model. GMACs')
+
+
+def test_list_json_has_stable_keys(capsys):
+    assert main(['list', 'sk_*', '--pretrained', '--json']) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r['model'] for r in rows] == timm_sesk.list_models('sk_*', pretrained=True)
+    facts = timm_sesk.zoo.model_facts('sk_resnet50')
+    assert rows[-2] == {
+        'model': 'sk_resnet50', 'params_m': facts.params_m, 'gmacs': facts.gmacs, 'input_size': [3, 224, 224],
+        'reproduces': "timm's skresnext50_32x4d", 'tags': ['ra_in1k'],
+        'default_source': 'hf-hub:timm/skresnext50_32x4d.ra_in1k'}
+    assert main(['list', 'sk_resnet18', '--json', '--check']) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row['check'] == {'ok': True, 'logits_shape': [1, 1000]}
+
+
+def test_info_json_and_model_option(capsys):
+    assert main(['info', '-m', 'se_resnet50.a1_in1k', '--json']) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert list(info) == ['model', 'selected_tag', 'summary', 'family', 'architecture', 'params_m', 'gmacs',
+                          'input_size', 'reproduces', 'weights', 'no_weights']
+    assert (info['model'], info['selected_tag'], info['reproduces']) == ('se_resnet50', 'a1_in1k', "timm's seresnet50")
+    assert set(info['architecture']) == {'block', 'stem', 'se_units'} and info['no_weights'] is None
+    default = info['weights'][0]
+    assert default['name'] == 'se_resnet50.ra2_in1k' and default['source'] == 'hf-hub:timm/seresnet50.ra2_in1k'
+    assert default['accuracy'][0]['top1'] == 80.26 and default['license'] == 'apache-2.0'
+    assert main(['info', 'sk_resnet26', '--json']) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info['weights'] == [] and info['no_weights'].startswith('None published')
+
+
 # --- info ---------------------------------------------------------------------------------------------------------
 
 def test_info_describes_architecture_compute_and_weights():
@@ -217,7 +264,8 @@ def test_validate_takes_other_folders_in_head_order(photos, tmp_path, capsys):
 def test_validate_stops_at_an_unreadable_image(photos, tmp_path, capsys):
     folder = _folder(tmp_path / 'val', photos, {'cat': ['chelsea'], 'cup': ['coffee']})
     (folder / 'cup' / 'broken.jpg').write_bytes(b'\xff\xd8 truncated')
-    assert main(['validate', '-m', 'se_resnet18', '--no-pretrained', str(folder), '-j', '1', '-q']) == 1
+    assert main(['validate', '-m', 'se_resnet18', '--no-pretrained', '--num-classes', '2', str(folder), '-j', '1',
+                 '-q']) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"timm-sesk: error: cannot read image {folder / 'cup' / 'broken.jpg'}") and '\n' not in err
 
@@ -276,32 +324,24 @@ def test_attention_of_an_se_model(photos, tmp_path, capsys):
 
 # --- bench --------------------------------------------------------------------------------------------------------
 
-def test_bench_forwards_to_the_repository_benchmark():
-    result = run_cli('bench', '--help', cwd=REPO)
+def test_bench_runs_the_shipped_benchmark_from_any_folder(tmp_path):
+    result = run_cli('bench', '--help', cwd=tmp_path)  # not a clone: the benchmark ships as timm_sesk.benchmarks
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith('usage: timm-sesk bench') and '--model' in result.stdout
+    out = ' '.join(result.stdout.split())
+    assert out.startswith('usage: timm-sesk bench') and '--model' in out and '--train-batch' in out
+    assert out.count("Throughput and memory of timm_sesk's models") == 1  # the description once
+    assert 'timm-sesk bench --model sk_resnet50 --train' in out and 'python -m benchmarks' not in out
 
 
-def test_bench_hands_over_its_arguments_and_exit_status(tmp_path, monkeypatch):
-    (tmp_path / 'benchmarks').mkdir()
-    (tmp_path / 'benchmarks' / '__init__.py').write_text('')
-    (tmp_path / 'benchmarks' / 'compare.py').write_text(
-        'import sys\nseen = []\ndef main(argv=None):\n    seen.append((sys.argv[0], argv))\n    return 7\n')
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, 'path', list(sys.path))
-    for name in ('benchmarks', 'benchmarks.compare'):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    assert main(['bench', '--model', 'sk_resnet18', '--runs', '1']) == 7
-    assert sys.modules['benchmarks.compare'].seen == [('timm-sesk bench', ['--model', 'sk_resnet18', '--runs', '1'])]
-    for name in ('benchmarks', 'benchmarks.compare'):
-        sys.modules.pop(name, None)  # not the repository's: keep it from later imports
+def test_bench_hands_over_its_options_and_exit_status(monkeypatch):
+    from timm_sesk.benchmarks import compare
 
-
-def test_bench_outside_a_clone_says_where_to_run_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert main(['bench', '--model', 'sk_resnet18']) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith('timm-sesk: error: bench runs benchmarks/compare.py from a clone') and '\n' not in err
+    seen = []
+    monkeypatch.setattr(compare, 'run', lambda args, command: seen.append((args, command)) or 7)
+    assert main(['bench', '--model', 'sk_resnet18', '--runs', '1', '--size', '64']) == 7
+    (args, command), = seen
+    assert (args.model, args.runs, args.size, args.batch) == ('sk_resnet18', 1, 64, 8)
+    assert command == 'timm-sesk bench --model sk_resnet18 --runs 1 --size 64'
 
 
 # --- errors -------------------------------------------------------------------------------------------------------
@@ -311,8 +351,8 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path, photos, capsys)
     torch.save(timm.create_model('se_resnet18').state_dict(), path)
     assert main(['predict', '-m', 'sk_resnet18', '--checkpoint', str(path), str(photos['chelsea'])]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f'timm-sesk: error: checkpoint {path} does not fit SeskResNet exactly') and '\n' not in err
-    assert '--model-kwarg KEY=VALUE' in err
+    assert err.startswith(f'timm-sesk: error: checkpoint {path} is for se_resnet18 (by its keys), not sk_resnet18: ')
+    assert '\n' not in err and err.endswith('run it with -m se_resnet18') and len(err) < 400
 
 
 def test_cold_cache_offline_names_the_weights_and_the_fix(photos, tmp_path):

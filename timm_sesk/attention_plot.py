@@ -5,7 +5,7 @@
 extra).
 """
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -13,6 +13,9 @@ from torch import nn
 from timm_sesk.attention import AttentionUnit, find_units, record
 from timm_sesk.data import eval_transform
 from timm_sesk.zoo import window
+
+if TYPE_CHECKING:  # matplotlib is an optional dependency (the plot extra), imported when plotting
+    from matplotlib.figure import Figure
 
 __all__ = ['attention_data', 'plot_attention']
 
@@ -57,28 +60,66 @@ def attention_data(model: nn.Module, images: List[Tuple[str, Any]], scales: List
     }
 
 
-def plot_attention(data: Dict[str, Any], title: str, out: Path, figsize: Tuple[float, float] = (10.0, 6.0),
-                   dpi: int = 100) -> None:
-    """Plot ``attention_data``'s result into the PNG ``out``, exactly ``figsize * dpi`` pixels (needs matplotlib).
+# Line styles and markers, one per input size: a colour tells the image, a style its size.
+_DASHES = ('-', '--', ':', '-.', (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (1, 3)), (0, (3, 1, 3, 3)))
+_MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '*')
 
-    SK units: one panel per path, the mean selection weight of that path in every unit, one line per input.
-    SE units: the excitation of every block (mean and 10-90th percentile over channels), and of each channel of the
-    last block.
+
+def _colours(n: int) -> List[Any]:
+    """``n`` distinct colours: tab10 up to 10, tab20 up to 20, then evenly spread over a perceptual colormap."""
+    from matplotlib import colormaps
+
+    if n <= 20:
+        cmap = colormaps['tab10' if n <= 10 else 'tab20']
+        return [cmap(i) for i in range(n)]
+    return [colormaps['turbo'](i / (n - 1)) for i in range(n)]
+
+
+def _style(i: int) -> Dict[str, Any]:
+    """Line style and marker of the ``i``-th input size; beyond the named ones, ever longer dashes."""
+    dash = _DASHES[i] if i < len(_DASHES) else (0, (2 + i, 2))
+    return dict(linestyle=dash, marker=_MARKERS[i % len(_MARKERS)])
+
+
+def plot_attention(data: Dict[str, Any], title: str, out: Path, figsize: Tuple[float, float] = (10.0, 6.0),
+                   dpi: int = 100) -> 'Figure':
+    """Plot ``attention_data``'s result into the PNG ``out``, exactly ``figsize * dpi`` pixels (needs matplotlib);
+    returns the figure.
+
+    SK units: the mean selection weight of each path in every unit, one line per input; with two paths, whose
+    weights sum to 1, only the second (larger) path's. SE units: the excitation of every block (mean and 10-90th
+    percentile over channels), and of each channel of the last block. Each image has its colour and each input size
+    its line style; the legend sits below the panels.
     """
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     units = [AttentionUnit(u['key'], u['kind'], u['module'], u['block'], tuple(tuple(p) for p in u['paths']))
              for u in data['units']]
     sk = [u for u in units if u.kind == 'sk']
     se = [u for u in units if u.kind == 'se']
-    labels = [f"{Path(i['image']).name} @ {i['input_size'][-1]}px" for i in data['inputs']]
     num_paths = sk[0].num_paths if sk else 0
-    panels = num_paths + (2 if se else 0)
+    shown_paths = [num_paths - 1] if num_paths == 2 else list(range(num_paths))  # path 0 of two is 1 - path 1
+    images = list(dict.fromkeys(i['image'] for i in data['inputs']))
+    sizes = list(dict.fromkeys(i['input_size'][-1] for i in data['inputs']))
+    colours = _colours(len(images))
+    line_styles = [dict(color=colours[images.index(i['image'])], **_style(sizes.index(i['input_size'][-1])))
+                   for i in data['inputs']]
+    legend = [Line2D([], [], color=c, label=Path(image).name) for image, c in zip(images, colours)]
+    if len(sizes) > 1:
+        legend += [Line2D([], [], color='black', label=f'{size} px', **_style(k)) for k, size in enumerate(sizes)]
+    columns = min(len(legend), 5)
+    legend_height = 0.3 + 0.2 * -(-len(legend) // columns)  # inches: its rows of entries and a margin
+    panels = len(shown_paths) + (2 if se else 0)
+    panel_height = max(figsize[1] - legend_height, 0.5) / panels
     # An explicit figure size and dpi, and no tight bounding box: the PNG is exactly figsize * dpi pixels.
     fig = Figure(figsize=figsize, dpi=dpi, layout='constrained')
-    axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
+    ratios = [panel_height] * panels + [legend_height]
+    axes = fig.subplots(panels + 1, 1, squeeze=False, gridspec_kw=dict(height_ratios=ratios))[:, 0]
     fig.suptitle(title, fontsize=10)
     small = dict(fontsize=7)
+    axes[-1].axis('off')
+    axes[-1].legend(handles=legend, loc='center', ncol=columns, frameon=False, **small)
 
     def depth_axis(ax, keys: List[str]) -> None:
         ax.set_xticks(range(len(keys)))
@@ -88,38 +129,40 @@ def plot_attention(data: Dict[str, Any], title: str, out: Path, figsize: Tuple[f
         ax.grid(alpha=0.3)
 
     keys = [u.key for u in sk]
-    for m in range(num_paths):
-        ax = axes[m]
-        for i, label in enumerate(labels):
-            ax.plot(range(len(keys)), [data['mean'][k][i][m] for k in keys], marker='o', markersize=3, label=label)
+    for ax, m in zip(axes, shown_paths):
+        for i, style in enumerate(line_styles):
+            ax.plot(range(len(keys)), [data['mean'][k][i][m] for k in keys], markersize=3, linewidth=1, **style)
         ax.axhline(1 / num_paths, color='grey', linestyle=':', linewidth=1)
         kernel, dilation = sk[0].paths[m]
-        ax.set_ylabel(f'path {m}: {kernel}x{kernel} d{dilation}\n({window(kernel, dilation)} window)', **small)
+        label = f'path {m}: {kernel}x{kernel} d{dilation}\n({window(kernel, dilation)} window)'
+        if num_paths == 2:
+            other_kernel, other_dilation = sk[0].paths[0]
+            label += f'\npath 0 ({window(other_kernel, other_dilation)}): 1 - this'
+        ax.set_ylabel(label, **small)
         depth_axis(ax, keys)
     if sk:
-        axes[0].set_title('SK: mean selection weight of each path per unit (over channels), input to output',
-                          **small)
+        what = "the larger path's selection weight" if num_paths == 2 else 'mean selection weight of each path'
+        axes[0].set_title(f'SK: {what} per unit (mean over channels), input to output', **small)
     if se:
         keys = [u.key for u in se]
-        ax = axes[num_paths]
-        for i, label in enumerate(labels):
+        ax = axes[len(shown_paths)]
+        for i, style in enumerate(line_styles):
             per_block = [torch.tensor(data['attention'][k][i]) for k in keys]
             low = [w.quantile(0.1).item() for w in per_block]
             high = [w.quantile(0.9).item() for w in per_block]
-            line, = ax.plot(range(len(keys)), [data['mean'][k][i] for k in keys], marker='o', markersize=3,
-                            label=label)
-            ax.fill_between(range(len(keys)), low, high, color=line.get_color(), alpha=0.15)
+            ax.plot(range(len(keys)), [data['mean'][k][i] for k in keys], markersize=3, linewidth=1, **style)
+            ax.fill_between(range(len(keys)), low, high, color=style['color'], alpha=0.1)
         ax.set_title('SE: excitation per block, mean and 10-90th percentile over channels', **small)
         ax.set_ylabel('excitation', **small)
         depth_axis(ax, keys)
-        ax = axes[num_paths + 1]
-        for i, label in enumerate(labels):
-            ax.plot(data['attention'][keys[-1]][i], linewidth=0.8, label=label)
+        ax = axes[len(shown_paths) + 1]
+        for i, style in enumerate(line_styles):
+            ax.plot(data['attention'][keys[-1]][i], linewidth=0.8, color=style['color'], linestyle=style['linestyle'])
         ax.set_title(f'SE: excitation of each channel in the last block, {keys[-1]} (cf. SENet Fig. 6)', **small)
         ax.set_xlabel('channel', **small)
         ax.set_ylabel('excitation', **small)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc='best')
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
+    return fig

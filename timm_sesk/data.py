@@ -21,6 +21,7 @@ __all__ = [
     'image_files',
     'label_names',
     'read_image',
+    'read_label_names',
 ]
 
 _IMAGENET_SYNSET = re.compile(r'^n\d{8}$')
@@ -84,25 +85,43 @@ def class_mapping(classes: List[str], model: Any) -> Tuple[Dict[str, int], str]:
     """Folder class → model class index, and how it was decided.
 
     Folders named after the model's classes (ImageNet synsets such as ``n01440764`` for an ImageNet head, or the
-    label names a fine-tuned export carries) map by name, so any subset of the classes works. Otherwise the folders,
-    in timm's natural sort order, are taken to be the model's classes in head order.
+    label names a fine-tuned export carries) map by name, so any subset of the classes works. Otherwise, where there
+    are as many folders as the head has classes (a model fine-tuned on this folder layout), the folders in timm's
+    natural sort order are taken to be the model's classes in head order. Anything else is refused: its accuracy
+    would be meaningless.
+
+    Raises:
+        ClassMappingError: The folders are neither the model's class names nor as many as its classes.
     """
     names, _ = label_names(model)
     index = {name: i for i, name in enumerate(names)}
     if all(c in index for c in classes):
         return {c: index[c] for c in classes}, "folder names matched to the model's class names"
+    missing = [c for c in classes if c not in index]
     if any(_IMAGENET_SYNSET.match(c) for c in classes):
-        missing = [c for c in classes if c not in index]
         raise ClassMappingError(
             f'{len(missing)} class folder(s) look like ImageNet synsets but are not classes of this model (e.g. '
             f'{missing[0]}); use a model whose head has them, or name the folders 0..N-1 in head order')
-    if len(classes) > model.num_classes:
-        raise ClassMappingError(f'the folder has {len(classes)} classes but the model only {model.num_classes}; '
-                                'pass a fine-tuned --checkpoint with a matching head')
+    if len(classes) != model.num_classes:
+        examples = ', '.join(missing[:3]) + (', ...' if len(missing) > 3 else '')
+        raise ClassMappingError(
+            f'the {len(classes)} class folders ({examples}) are not named after the model\'s classes, and its head '
+            f'has {model.num_classes} classes, not {len(classes)}, so they cannot be its classes in head order '
+            '(as for a model fine-tuned on these folders)')
     from timm.utils.misc import natural_key
 
     ordered = sorted(classes, key=natural_key)
     return {c: i for i, c in enumerate(ordered)}, "folder order (natural sort) taken as the model's class order"
+
+
+def read_label_names(path: Union[str, Path]) -> List[str]:
+    """Class names from a text file, one per line (a name may hold spaces; blank lines are skipped).
+
+    Raises:
+        FileNotFoundError: There is no such file.
+    """
+    text = Path(path).read_text(encoding='utf-8')
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def image_files(folder: Union[str, Path]) -> List[str]:

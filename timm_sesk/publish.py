@@ -15,6 +15,8 @@ import timm
 from timm.models._hub import generate_readme, save_config_for_hf
 from torch import nn
 
+from timm_sesk.checkpoint import mark_finetuned
+from timm_sesk.models.archs import FAMILIES, families_of
 from timm_sesk.version import __version__
 from timm_sesk.weights import REFERENCES, WeightSpec, check_state_dict, read_checkpoint
 from timm_sesk.weights._pretrained import find_spec
@@ -22,19 +24,7 @@ from timm_sesk.zoo import count_gmacs
 
 __all__ = ['export_hub_folder', 'upload_hub_folder']
 
-_PAPERS = {
-    'se': 'Squeeze-and-Excitation Networks, https://arxiv.org/abs/1709.01507',
-    'sk': 'Selective Kernel Networks, https://arxiv.org/abs/1903.06586',
-}
-_CITATIONS = {
-    'se': (
-        '@inproceedings{hu2018senet,\n  title={Squeeze-and-Excitation Networks},\n'
-        '  author={Hu, Jie and Shen, Li and Albanie, Samuel and Sun, Gang and Wu, Enhua},\n'
-        '  booktitle={CVPR},\n  year={2018}\n}'),
-    'sk': (
-        '@inproceedings{li2019sknet,\n  title={Selective Kernel Networks},\n'
-        '  author={Li, Xiang and Wang, Wenhai and Hu, Xiaolin and Yang, Jian},\n  booktitle={CVPR},\n  year={2019}\n}'),
-}
+_PLACEHOLDER = 'hf-hub:ORG/NAME'
 
 
 def _sha256(path: Union[str, Path]) -> str:
@@ -45,13 +35,15 @@ def _sha256(path: Union[str, Path]) -> str:
     return digest.hexdigest()
 
 
-def _usage(repo_id: Optional[str], arch: str) -> str:
-    name = f'hf-hub:{repo_id}' if repo_id else arch
+def _usage(name: str) -> str:
+    """The card's snippet, loading ``name``: the repository, the pretrained tag, or a placeholder for the repository
+    a fine-tune is uploaded to (never the tag it may have started from)."""
+    where = '  # ORG/NAME: the repository you upload this folder to' if name == _PLACEHOLDER else ''
     return (
         '```python\n'
         'import timm\n'
         'import timm_sesk  # registers the architecture with timm\n\n'
-        f"model = timm.create_model('{name}', pretrained=True).eval()\n"
+        f"model = timm.create_model('{name}', pretrained=True).eval(){where}\n"
         'config = timm.data.resolve_data_config(model=model)\n'
         'transform = timm.data.create_transform(**config)\n'
         '```\n')
@@ -93,6 +85,7 @@ def export_hub_folder(
         label_names: Optional[List[str]] = None,
         license: Optional[str] = None,
         repo_id: Optional[str] = None,
+        model: Optional[nn.Module] = None,
 ) -> Path:
     """Write a Hub-ready folder for a model.
 
@@ -106,6 +99,9 @@ def export_hub_folder(
         label_names: Class names of the checkpoint's head.
         license: Licence of the exported weights (default: the pretrained tag's, or ``apache-2.0``).
         repo_id: Hub repository the folder is meant for, used in the card's usage example.
+        model: The model to export, already holding its weights (``checkpoint`` then only names their file, for
+            its sha256). A model whose pretrained cfg has no tag (``timm_sesk.checkpoint.mark_finetuned``) is
+            described as fine-tuned, or random without a checkpoint, not as the tag's weights.
 
     Returns:
         The folder.
@@ -113,15 +109,17 @@ def export_hub_folder(
     if checkpoint is not None and not dataset:
         raise ValueError('name the dataset the checkpoint was fine-tuned on (dataset=...), for the model card')
     model_args = dict(model_args or {})
-    model = timm.create_model(model_name, pretrained=checkpoint is None, **model_args).eval()
+    if model is None:
+        model = timm.create_model(model_name, pretrained=checkpoint is None, **model_args)
+        if checkpoint is not None:
+            state_dict = read_checkpoint(checkpoint)
+            check_state_dict(state_dict, model, source=f'checkpoint {checkpoint}')
+            model.load_state_dict(state_dict)
+            mark_finetuned(model)  # its cfg must not name the tag whose weights it no longer holds
+    model = model.eval()
     arch = model.pretrained_cfg['architecture']
     spec = find_spec(model.pretrained_cfg)
-    checkpoint_sha = None
-    if checkpoint is not None:
-        state_dict = read_checkpoint(checkpoint)
-        check_state_dict(state_dict, model, source=f'checkpoint {checkpoint}')
-        model.load_state_dict(state_dict)
-        checkpoint_sha = _sha256(checkpoint)
+    checkpoint_sha = _sha256(checkpoint) if checkpoint is not None else None
     dataset = dataset or 'imagenet-1k'
     license = license or (spec.license if spec is not None else 'apache-2.0')
 
@@ -132,7 +130,7 @@ def export_hub_folder(
         'architecture': arch,
         'timm_sesk_version': __version__,
         'timm_version': timm.__version__,
-        'weights': spec.name if spec is not None else 'random-init',
+        'weights': spec.name if spec is not None else 'fine-tuned' if checkpoint_sha else 'random-init',
         'weights_source': spec.source if spec is not None else '',
     }
     if checkpoint_sha:
@@ -142,11 +140,12 @@ def export_hub_folder(
     model_config = {'label_names': label_names} if label_names else None
     _save_config(model, out / 'config.json', model_config)
 
-    family = 'sk' if arch.startswith('sk_') else 'se'
+    # The families of the model as built (model_args can add SE to an SK model, or switch it off).
+    families = [FAMILIES[key] for key in families_of(model)]
+    papers = {'Paper': '; '.join(f'{f.paper_name}, {f.paper_url}' for f in families)} if families else {}
     input_size = tuple(model.pretrained_cfg['input_size'])
     card = {
-        'tags': ['image-classification', 'timm', 'timm_sesk',
-                 'selective-kernel' if family == 'sk' else 'squeeze-and-excitation'],
+        'tags': ['image-classification', 'timm', 'timm_sesk', *(f.hub_tag for f in families)],
         'license': license,
         'description': f'{arch} from timm_sesk, the Squeeze-and-Excitation / Selective-Kernel ResNet zoo for timm. '
                        'Loading it needs timm_sesk installed and `import timm_sesk` before `timm.create_model`.',
@@ -157,13 +156,14 @@ def export_hub_folder(
                 'GMACs': round(count_gmacs(timm.create_model(arch, device='meta', **model_args), input_size), 2),
                 'Image size': f'{input_size[-2]} x {input_size[-1]}',
             },
-            'Paper': _PAPERS[family],
+            **papers,
             'Dataset': dataset,
             **_provenance(arch, spec, checkpoint_sha, dataset),
         },
-        'usage': _usage(repo_id, arch),
-        'citation': _CITATIONS[family],
+        'usage': _usage(f'hf-hub:{repo_id}' if repo_id else spec.name if spec is not None else _PLACEHOLDER),
     }
+    if families:
+        card['citation'] = [f.bibtex for f in families]
     readme = generate_readme(card, repo_id.split('/')[-1] if repo_id else arch)
     (out / 'README.md').write_text(readme, encoding='utf-8')
     return out

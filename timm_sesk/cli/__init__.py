@@ -3,8 +3,9 @@
 One module per command, each with its options next to its handler: ``list`` (the zoo), ``info`` (one model),
 ``predict`` (top-k labels of images), ``validate`` (top-1/top-5 on an image folder; both also run exported folders
 in ONNX Runtime or OpenVINO), ``attention`` (plot of the SE/SK attention), ``export`` (Hub-ready folder, ONNX or
-OpenVINO IR) and ``bench`` (the repository's benchmarks). ``options`` holds what the commands running a model share;
-``errors`` the one table turning failures into a ``timm-sesk: error: ...`` line naming the fix, with an exit status.
+OpenVINO IR) and ``bench`` (``benchmarks/compare.py``, shipped as ``timm_sesk.benchmarks``). ``options`` holds what
+the commands running a model share; ``errors`` the one table turning failures into a ``timm-sesk: error: ...`` line
+naming the fix, with an exit status.
 """
 from .errors import CliError
 from .main import build_parser, main

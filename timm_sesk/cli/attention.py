@@ -1,6 +1,7 @@
 """``timm-sesk attention``: plot the SE / SK attention of a model on images (``timm_sesk.attention_plot``)."""
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import List, Tuple
 
@@ -8,11 +9,14 @@ from timm_sesk.attention import find_units
 from timm_sesk.attention_plot import attention_data, plot_attention
 from timm_sesk.data import read_image
 from timm_sesk.extras import require
+from timm_sesk.zoo import min_input_size
 
 from .errors import PROG, CliError
 from .options import HelpFormatter, check_at_least, check_model_name, load_model
 
 __all__ = ['add_parser', 'run']
+
+_MAX_PIXELS = 65535  # matplotlib's (Agg's) largest image side
 
 
 def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
@@ -22,10 +26,12 @@ def add_parser(commands: argparse._SubParsersAction, **parents: argparse.Argumen
         description='Run images through the model and plot the attention its units apply, from '
                     'timm_sesk.attention.record.\n\nSK models: the mean selection weight of each path (kernel) in '
                     'every SK unit, input to output, one line per image and scale, as in the SKNet paper\'s '
-                    'analysis (Fig. 3: larger objects shift weight towards the larger kernels). SE models: the '
-                    'excitation of every block (mean and 10-90th percentile over channels) and of each channel of '
-                    'the last block (cf. SENet Fig. 6).\n\nCompare several images, or one image at several input '
-                    'sizes (--scales): each size uses the model\'s eval transform with that crop size.',
+                    'analysis (Fig. 3: larger objects shift weight towards the larger kernels); with two paths, '
+                    'whose weights sum to 1, the larger kernel\'s only. SE models: the excitation of every block '
+                    '(mean and 10-90th percentile over channels) and of each channel of the last block (cf. SENet '
+                    'Fig. 6).\n\nCompare several images, or one image at several input sizes (--scales): each '
+                    'size uses the model\'s eval transform with that crop size. Each image has its colour, each '
+                    'size its line style and marker; the legend sits below the panels.',
         epilog=f'examples:\n  {PROG} attention -m sk_resnet50 cat.jpg --scales 128,224,320 --out sk50.png\n'
                f'  {PROG} attention -m se_resnet50 cat.jpg dog.jpg --json se50.json')
     p.add_argument('images', nargs='+', metavar='IMAGE', help='image files')
@@ -54,9 +60,21 @@ def _parse_figsize(text: str) -> Tuple[float, float]:
         width, height = (float(v) for v in text.split(','))
     except ValueError:
         width = height = 0.0
-    if width <= 0 or height <= 0:
+    if not (0 < width < 1000 and 0 < height < 1000):  # not NaN, not 0, and inches a screen or page can have
         raise CliError(f'--figsize is WIDTH,HEIGHT in inches, e.g. 10,6; got {text!r}', code=2)
     return width, height
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, or below a file or a folder this
+    user cannot write to."""
+    if path.is_dir():
+        raise CliError(f'{option} {path} is a folder; name a file to write', code=2)
+    folder = next(p for p in path.absolute().parents if p.exists())  # the folder to write in, or to create it in
+    if not folder.is_dir():
+        raise CliError(f'{option} {path}: {folder} is a file, not a folder', code=2)
+    if not os.access(folder, os.W_OK):
+        raise CliError(f'{option} {path}: cannot write in {folder}', code=2)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,18 +82,27 @@ def run(args: argparse.Namespace) -> int:
     scales = _parse_ints(args.scales, '--scales') if args.scales else [None]
     figsize = _parse_figsize(args.figsize) if args.figsize else (10.0, 6.0)
     check_at_least(1, dpi=args.dpi)
+    if max(figsize) * args.dpi > _MAX_PIXELS:
+        raise CliError(f'a {figsize[0]:g} x {figsize[1]:g} in figure at {args.dpi} dpi is over {_MAX_PIXELS} px a '
+                       'side, more than matplotlib draws: lower --dpi or --figsize', code=2)
+    out = Path(args.out or f'attention_{arch.replace(":", "_").replace("/", "_")}.png')
+    _check_output_file(out, '--out')
+    if args.json:
+        _check_output_file(Path(args.json), '--json')
     images = [(path, read_image(path)) for path in args.images]
     require('matplotlib', 'the attention plot')  # before minutes of loading and running the model
     model, weights = load_model(args)
     if not find_units(model):
         raise CliError(f'{args.model} has no SE or SK unit to show (were they switched off by --model-kwarg?)')
-    data = attention_data(model, images, scales)
-    data = {'model': args.model, 'weights': weights, **data}
+    smallest = min_input_size(model)
+    if min(s or smallest for s in scales) < smallest:
+        raise CliError(f'--scales {args.scales}: {args.model} takes inputs of at least {smallest}x{smallest} px; '
+                       f'use sizes of {smallest} or more', code=2)
+    data = {'model': args.model, 'weights': weights, **attention_data(model, images, scales)}
+    plot_attention(data, args.title or f'{args.model} ({weights})', out, figsize, args.dpi)
+    print(f'wrote {out}')
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(data))
         print(f'wrote {args.json}')
-    out = Path(args.out or f'attention_{arch.replace(":", "_").replace("/", "_")}.png')
-    plot_attention(data, args.title or f'{args.model} ({weights})', out, figsize, args.dpi)
-    print(f'wrote {out}')
     return 0

@@ -1,8 +1,9 @@
 """How the command line fails: one ``timm-sesk: error: ...`` line naming the fix, and an exit status.
 
-Commands raise ``CliError`` for what they check themselves; the library's own exceptions reach ``main`` unchanged and
-are looked up in ``ERRORS``, the one table of what each failure prints and returns. An exception not in the table is
-a bug and keeps its traceback.
+Commands raise ``CliError`` for what they check themselves, and so do argparse's usage errors (``main``'s parser);
+the library's own exceptions reach ``main`` unchanged and are looked up in ``ERRORS``, the one table of what each
+failure prints and returns. An exception not in the table is a bug and keeps its traceback. Ctrl-C ends a command
+with status 130 and prints nothing, while it starts too (``timm_sesk/__main__.py``, ``_timm_sesk_launcher``).
 """
 import sys
 from typing import Callable, Optional, Tuple, Type
@@ -12,7 +13,8 @@ from timm_sesk.deploy import ExportCheckError, UnsupportedPrecisionError
 from timm_sesk.extras import MissingExtraError
 from timm_sesk.weights import PretrainedWeightsError
 
-__all__ = ['ERRORS', 'PROG', 'CliError', 'report']
+__all__ = [
+    'ERRORS', 'EXIT_BROKEN_PIPE', 'EXIT_FAILURE', 'EXIT_INTERRUPTED', 'EXIT_USAGE', 'PROG', 'CliError', 'report']
 
 PROG = 'timm-sesk'
 # Exit statuses: 1 a failure, 2 a usage error (as argparse), 130 interrupted (128 + SIGINT), 141 a closed pipe

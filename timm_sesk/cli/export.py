@@ -3,46 +3,57 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import safetensors.torch
-import timm
+from torch import nn
 
 from timm_sesk import deploy
+from timm_sesk.data import read_label_names
 from timm_sesk.extras import require
 
-from .errors import PROG, CliError
-from .options import HelpFormatter, build_model, check_at_least, check_model_name, parse_kwargs
+from .errors import EXIT_USAGE, PROG, CliError
+from .loading import build_model
+from .options import (
+    HelpFormatter,
+    check_at_least,
+    check_model_name,
+    model_args,
+    model_options,
+    parse_kwargs,
+    positional_model,
+)
 
 __all__ = ['add_parser', 'run']
 
 
 def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
-        'export', help='write a Hub-ready folder, or ONNX / OpenVINO IR for CPU inference',
-        formatter_class=HelpFormatter,
+        'export', parents=[model_options(positional=True)],
+        help='write a Hub-ready folder, or ONNX / OpenVINO IR for CPU inference', formatter_class=HelpFormatter,
         description='--format hub (default): write model.safetensors, config.json and a README.md model card for a '
-                    'model, from its pretrained tag or a fine-tuned checkpoint. After `import timm_sesk`, '
-                    "timm.create_model('hf-hub:ORG/NAME', pretrained=True) loads the uploaded folder.\n\n"
-                    '--format onnx writes model.onnx (opset 18, dynamic batch, input "input", output "logits"), '
-                    '--format openvino model.xml and model.bin (OpenVINO IR), both of the model after '
+                    'model, from its pretrained tag or a fine-tuned checkpoint (whose head size, and a train.py '
+                    "checkpoint's input size, are read from it; the folder then names no pretrained tag). After "
+                    "`import timm_sesk`, timm.create_model('hf-hub:ORG/NAME', pretrained=True) loads the uploaded "
+                    'folder.\n\n--format onnx writes model.onnx (opset 18, dynamic batch, input "input", output '
+                    '"logits"), --format openvino model.xml and model.bin (OpenVINO IR), both of the model after '
                     'timm_sesk.fuse. Their folder also holds deploy.json with the check run at export (maximum '
                     'relative error of the runtime against PyTorch on a random batch; the export fails above 1e-4) '
                     "and every format's folder data_config.json, the preprocessing the model expects. Run them "
-                    f'with `{PROG} predict/validate -m FOLDER --runtime onnxruntime|openvino`.',
-        epilog=f'examples:\n  {PROG} export sk_resnet50.ra_in1k out/sk50\n'
-               f'  {PROG} export sk_resnet50 out/sk50-ov --format openvino\n'
-               f'  {PROG} export sk_resnet18 out/sk18-int8 --format openvino --checkpoint model_best.pth.tar '
+                    f'with `{PROG} predict/validate -m FOLDER --runtime onnxruntime|openvino`.\n\nThe model may '
+                    'also be given first, without -m, as in earlier versions.',
+        epilog=f'examples:\n  {PROG} export -m sk_resnet50.ra_in1k out/sk50\n'
+               f'  {PROG} export -m se_resnet50 out/se50-cifar --checkpoint model_best.pth.tar --dataset cifar10 '
+               '--label-names classes.txt\n'
+               f'  {PROG} export -m sk_resnet50 out/sk50-ov --format openvino\n'
+               f'  {PROG} export -m sk_resnet18 out/sk18-int8 --format openvino --checkpoint model_best.pth.tar '
                '--int8-calibration data/train')
-    p.add_argument('model', help='model name, optionally with a pretrained tag, e.g. sk_resnet50.ra_in1k')
-    p.add_argument('out_dir', help='folder to write')
+    p.add_argument('positional_model', nargs='?', metavar='MODEL', help='the model, where -m does not name it')
+    p.add_argument('out_dir', metavar='OUT_DIR', help='folder to write (created if needed)')
     p.add_argument('--format', choices=('hub', *deploy.FORMATS), default='hub',
                    help='hub (default): Hub-ready folder; onnx: model.onnx; openvino: OpenVINO IR')
-    p.add_argument('--checkpoint', help='fine-tuned weights (.safetensors, or a timm/PyTorch checkpoint)')
-    p.add_argument('--no-pretrained', action='store_true', help='export random weights')
     p.add_argument('--dataset', help='hub: dataset the checkpoint was fine-tuned on (required with --checkpoint)')
-    p.add_argument('--num-classes', type=int, help="classes of the checkpoint's head")
-    p.add_argument('--model-kwargs', nargs='*', default=[], metavar='KEY=VALUE',
-                   help='other create_model arguments the checkpoint needs, e.g. se_position=post')
-    p.add_argument('--label-names', help='text file with one class name per line, in head order')
+    # Before -m and --model-kwarg, export took create_model arguments as one list: still read, not advertised.
+    p.add_argument('--model-kwargs', nargs='*', default=[], metavar='KEY=VALUE', help=argparse.SUPPRESS)
+    p.add_argument('--label-names', metavar='FILE',
+                   help='text file with the class names, one per line in head order (as many as the head has)')
     p.add_argument('--license', help="licence of the exported weights (default: the pretrained tag's)")
     p.add_argument('--repo-id', help='Hub repository, ORG/NAME (used in the card, and by --push)')
     p.add_argument('--push', action='store_true', help='upload the folder to --repo-id with huggingface_hub')
@@ -55,70 +66,87 @@ def add_parser(commands: argparse._SubParsersAction, **parents: argparse.Argumen
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    check_model_name(args.model)
-    if args.checkpoint and args.no_pretrained:
-        raise CliError('--checkpoint and --no-pretrained exclude each other; pass one', code=2)
+def _paths(args: argparse.Namespace) -> Path:
+    """The model (``-m`` or the first positional) and the output folder."""
+    positional_model(args, args.positional_model)
+    out = Path(args.out_dir)
+    if out.exists() and not out.is_dir():
+        raise CliError(f'{out} is a file; name a folder to write (it is created if needed)', code=EXIT_USAGE)
+    return out
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse option combinations that cannot work, before building or writing anything."""
     if args.int8_calibration and args.format != 'openvino':
-        raise CliError('--int8-calibration quantizes OpenVINO IR: use it with --format openvino', code=2)
-    model_args = parse_kwargs(args.model_kwargs)
-    if args.num_classes is not None:
-        model_args['num_classes'] = args.num_classes
-    label_names = Path(args.label_names).read_text().split() if args.label_names else None
+        raise CliError('--int8-calibration quantizes OpenVINO IR: use it with --format openvino', code=EXIT_USAGE)
     if args.format == 'hub':
-        folder = _export_hub(args, model_args, label_names)
-    else:
-        folder = _export_deployed(args, model_args, label_names)
-    print(f'wrote {folder}: ' + ', '.join(sorted(p.name for p in folder.iterdir())))
-    return 0
-
-
-def _export_hub(args: argparse.Namespace, model_args: Dict[str, Any], label_names: Optional[List[str]]) -> Path:
-    """The Hub folder (timm_sesk.publish), plus the data config every export format carries; optionally pushed."""
-    import tempfile
-
-    from timm_sesk.publish import export_hub_folder, upload_hub_folder
-
-    if args.push and not args.repo_id:
-        raise CliError('--push needs --repo-id ORG/NAME', code=2)
-    if args.checkpoint and not args.dataset:
-        raise CliError('name the dataset the checkpoint was fine-tuned on with --dataset, for the model card', code=2)
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint, dataset = args.checkpoint, args.dataset
-        if args.no_pretrained:  # publish exports a tag's weights or a checkpoint's: random ones go as a checkpoint
-            model, _ = build_model(args.model, None, True, model_args, kwarg_option='--model-kwargs')
-            checkpoint, dataset = str(Path(tmp) / 'random.safetensors'), dataset or 'none (random weights)'
-            safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, checkpoint)
-        folder = export_hub_folder(
-            args.model, args.out_dir, checkpoint=checkpoint, dataset=dataset, model_args=model_args,
-            label_names=label_names, license=args.license, repo_id=args.repo_id)
-    structure = timm.create_model(args.model, device='meta', **model_args)  # its data config, no weights
-    deploy.write_data_config(structure, folder)
-    if args.push:
-        print(f'uploaded: {upload_hub_folder(folder, args.repo_id, private=args.private)}')
-    return folder
-
-
-def _export_deployed(args: argparse.Namespace, model_args: Dict[str, Any], label_names: Optional[List[str]]) -> Path:
-    """ONNX or OpenVINO IR (timm_sesk.deploy), checked against PyTorch at export."""
+        if args.push and not args.repo_id:
+            raise CliError('--push needs --repo-id ORG/NAME', code=EXIT_USAGE)
+        if args.checkpoint and not args.dataset:
+            raise CliError('name the dataset the checkpoint was fine-tuned on with --dataset NAME, for the model '
+                           'card', code=EXIT_USAGE)
+        return
     hub_only = [option for option, value in (
         ('--dataset', args.dataset), ('--license', args.license), ('--repo-id', args.repo_id), ('--push', args.push),
         ('--private', args.private)) if value]
     if hub_only:
-        raise CliError(f'{", ".join(hub_only)}: only for --format hub (they go into its model card and upload)', 2)
+        raise CliError(f'{", ".join(hub_only)}: only for --format hub (they go into its model card and upload)',
+                       code=EXIT_USAGE)
     if args.int8_calibration and not Path(args.int8_calibration).is_dir():
-        raise CliError(f'no such folder: {args.int8_calibration} (--int8-calibration takes a folder of images)', 2)
+        raise CliError(f'no such folder: {args.int8_calibration} (--int8-calibration takes a folder of images)',
+                       code=EXIT_USAGE)
     check_at_least(1, int8_samples=args.int8_samples)
-    runtime = 'onnxruntime' if args.format == 'onnx' else 'openvino'
-    require(runtime, f'--format {args.format}')  # before building the model and its minutes of export
-    model, weights = build_model(args.model, args.checkpoint, args.no_pretrained, model_args,
-                                  kwarg_option='--model-kwargs')
-    print(f'exporting {args.model} ({weights}) to {args.format}', flush=True)
+    require('onnxruntime' if args.format == 'onnx' else 'openvino', f'--format {args.format}')  # before the model
+
+
+def _label_names(path: Optional[str]) -> Optional[List[str]]:
+    if not path:
+        return None
     try:
-        deploy.export(model, args.out_dir, args.format, label_names=label_names,
-                      int8_calibration=args.int8_calibration, int8_samples=args.int8_samples)
-    except deploy.ExportCheckError as e:
-        raise CliError(str(e)) from e
-    except ValueError as e:  # label names that do not fit the head, a calibration folder without images
-        raise CliError(str(e), code=2) from e
-    return Path(args.out_dir)
+        names = read_label_names(path)
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise CliError(f'no such label names file: {path} (--label-names takes a text file, one class name per '
+                       'line)', code=EXIT_USAGE) from e
+    except (UnicodeDecodeError, OSError) as e:
+        raise CliError(f'cannot read label names from {path}: {e}', code=EXIT_USAGE) from e
+    if not names:
+        raise CliError(f'{path} holds no label names (one class name per line)', code=EXIT_USAGE)
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    out = _paths(args)
+    check_model_name(args.model)
+    check_at_least(1, num_classes=args.num_classes)
+    _check_options(args)
+    label_names = _label_names(args.label_names)
+    kwargs = {**model_args(args), **parse_kwargs(args.model_kwargs, option='--model-kwargs')}
+    model, weights = build_model(args.model, args.checkpoint, args.no_pretrained, kwargs, args.device)
+    model = model.cpu()  # both formats are written (and checked) from the CPU
+    if label_names is not None and len(label_names) != model.num_classes:
+        raise CliError(f'{args.label_names} has {len(label_names)} label names, but the head has {model.num_classes} '
+                       'classes: give one name per class, in head order', code=EXIT_USAGE)
+    if args.format == 'hub':
+        _export_hub(args, model, out, {**kwargs, 'num_classes': model.num_classes}, label_names)
+    else:
+        print(f'exporting {args.model} ({weights}) to {args.format}', flush=True)
+        try:
+            deploy.export(model, out, args.format, label_names=label_names, int8_calibration=args.int8_calibration,
+                          int8_samples=args.int8_samples)
+        except ValueError as e:  # a calibration folder without images
+            raise CliError(str(e), code=EXIT_USAGE) from e
+    print(f'wrote {out}: ' + ', '.join(sorted(p.name for p in out.iterdir())))
+    return 0
+
+
+def _export_hub(args: argparse.Namespace, model: nn.Module, out: Path, kwargs: Dict[str, Any],
+                label_names: Optional[List[str]]) -> None:
+    """The Hub folder (timm_sesk.publish), plus the data config every export format carries; optionally pushed."""
+    from timm_sesk.publish import export_hub_folder, upload_hub_folder
+
+    dataset = args.dataset or ('none (random weights)' if args.no_pretrained else None)
+    export_hub_folder(args.model, out, checkpoint=args.checkpoint, dataset=dataset, model_args=kwargs,
+                      label_names=label_names, license=args.license, repo_id=args.repo_id, model=model)
+    deploy.write_data_config(model, out)
+    if args.push:
+        print(f'uploaded: {upload_hub_folder(out, args.repo_id, private=args.private)}')

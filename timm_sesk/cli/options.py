@@ -1,35 +1,35 @@
-"""What the commands that run a model share: its options, and building it with its weights.
+"""What the commands that run a model share: its options, reading them, and loading the model they name.
 
 ``--model/-m`` names a zoo model (optionally with a tag) or an ``hf-hub:`` id, or with ``--runtime`` a folder
-written by ``export --format onnx|openvino``; ``--checkpoint``, ``--no-pretrained`` and ``--model-kwarg`` choose its
-weights and create_model arguments.
+written by ``export --format onnx|openvino``; ``--checkpoint``, ``--no-pretrained``, ``--num-classes`` and
+``--model-kwarg`` choose its weights and create_model arguments. Building it is ``loading.build_model``.
 """
 import argparse
 import ast
-import difflib
-from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-import timm
-import torch
 from torch import nn
 
 import timm_sesk
 from timm_sesk import deploy
-from timm_sesk.weights import PretrainedWeightsError, check_state_dict, read_checkpoint, weights_for
+from timm_sesk.weights import weights_for
+from timm_sesk.zoo import did_you_mean
 
 from .errors import PROG, CliError
+from .loading import build_model
 
 __all__ = [
     'HelpFormatter',
-    'build_model',
     'check_at_least',
     'check_model_name',
     'check_model_source',
+    'eval_options',
     'load_model',
     'load_runnable',
+    'model_args',
     'model_options',
     'parse_kwargs',
+    'positional_model',
     'runtime_options',
 ]
 
@@ -41,14 +41,12 @@ def check_model_name(name: str) -> str:
     arch, _, tag = name.partition('.')
     known = timm_sesk.list_models()
     if arch not in known:
-        close = difflib.get_close_matches(arch, known, n=3, cutoff=0.6)
-        hint = f'did you mean {" or ".join([", ".join(close[:-1]), close[-1]] if len(close) > 1 else close)}? ' \
-            if close else ''
-        raise CliError(f'unknown model {name!r}; {hint}`{PROG} list` shows every model', code=2)
+        raise CliError(f'unknown model {name!r}; {did_you_mean(name)}`{PROG} list` shows every model', code=2)
     tags = [w.tag for w in weights_for(arch)]
     if tag and tag not in tags:
         have = f'its tags: {", ".join(tags)}' if tags else 'it has no pretrained tags'
-        raise CliError(f'{arch} has no pretrained tag {tag!r}; {have} (`{PROG} info {arch}`)', code=2)
+        raise CliError(f'{arch} has no pretrained tag {tag!r}; {have} (`{PROG} info {arch}`); {did_you_mean(name)}'
+                       .rstrip('; '), code=2)
     return arch
 
 
@@ -59,71 +57,64 @@ def check_at_least(minimum: int, **options: Optional[int]) -> None:
             raise CliError(f'--{name.replace("_", "-")} must be at least {minimum}, got {value}', code=2)
 
 
-def parse_kwargs(items: Sequence[str]) -> Dict[str, Any]:
-    """``key=value`` pairs; values are Python literals where they parse as one (``num_classes=10``), else strings."""
+def _literal(node: ast.AST) -> Any:
+    """A Python literal, or ``dict(key=literal, ...)`` (the form timm's docs and our messages write overlays in),
+    evaluated without ``eval``."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'dict' and not node.args \
+            and all(kw.arg for kw in node.keywords):
+        return {kw.arg: _literal(kw.value) for kw in node.keywords}
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(item) for item in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+    return ast.literal_eval(node)
+
+
+def parse_kwargs(items: Sequence[str], option: str = '--model-kwarg') -> Dict[str, Any]:
+    """``key=value`` pairs; values are Python literals where they parse as one (``num_classes=10``,
+    ``pretrained_cfg_overlay=dict(file='/path/model.safetensors')``), else strings (``se_position=post``)."""
     kwargs = {}
     for item in items:
         key, sep, value = item.partition('=')
-        if not sep:
-            raise CliError(f'expected key=value, got {item!r}', code=2)
+        if not sep or not key.isidentifier():
+            raise CliError(f'{option} takes KEY=VALUE, got {item!r}', code=2)
         try:
-            kwargs[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+            kwargs[key] = _literal(ast.parse(value, mode='eval').body)
+        except (ValueError, SyntaxError, TypeError) as e:
+            if value.lstrip().startswith(('dict(', '{', '[', '(')):  # meant as a literal, so not a plain string
+                raise CliError(f'{option} {key}=...: cannot read {value!r} as a Python literal ({e}); quote '
+                               "strings inside it, e.g. dict(file='/path/to/model.safetensors')", code=2) from e
             kwargs[key] = value
     return kwargs
 
 
-def _read_checkpoint_file(path: str) -> Dict[str, torch.Tensor]:
-    if not Path(path).is_file():
-        raise CliError(f'no such checkpoint file: {path}', code=2)
-    try:
-        return read_checkpoint(path)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CliError(f'cannot read checkpoint {path}: {first}. Pass a .safetensors file or a PyTorch state dict '
-                       f'(a timm train.py checkpoint works)') from e
+def model_args(args: argparse.Namespace) -> Dict[str, Any]:
+    """The create_model arguments of the model options: ``--model-kwarg``s and ``--num-classes``."""
+    kwargs = parse_kwargs(args.model_kwarg)
+    if getattr(args, 'num_classes', None) is not None:
+        if kwargs.get('num_classes', args.num_classes) != args.num_classes:
+            raise CliError('--num-classes and --model-kwarg num_classes differ; pass one', code=2)
+        kwargs['num_classes'] = args.num_classes
+    return kwargs
 
 
 def load_model(args: argparse.Namespace) -> Tuple[nn.Module, str]:
     """Build ``args.model`` with its weights, in eval mode on ``args.device``; returns it and a description."""
-    return build_model(args.model, args.checkpoint, args.no_pretrained, parse_kwargs(args.model_kwarg),
-                        args.device, kwarg_option='--model-kwarg')
+    check_model_name(args.model)
+    check_at_least(1, num_classes=getattr(args, 'num_classes', None))
+    return build_model(args.model, args.checkpoint, args.no_pretrained, model_args(args), args.device)
 
 
-def build_model(name: str, checkpoint: Optional[str], no_pretrained: bool, model_args: Dict[str, Any],
-                 device: str = 'cpu', kwarg_option: str = '--model-kwarg') -> Tuple[nn.Module, str]:
-    """The model ``name`` with pretrained weights, a checkpoint's or random ones, in eval mode on ``device``;
-    returns it and a description of its weights. ``kwarg_option`` is the command's option for create_model
-    arguments, named in errors."""
-    check_model_name(name)
-    if checkpoint and no_pretrained:
-        raise CliError('--checkpoint and --no-pretrained exclude each other; pass one', code=2)
-    model_args = dict(model_args)
-    if checkpoint:
-        state_dict = _read_checkpoint_file(checkpoint)
-        if 'num_classes' not in model_args and 'fc.weight' in state_dict:
-            model_args['num_classes'] = state_dict['fc.weight'].shape[0]  # a fine-tuned head
-        model = timm.create_model(name, **model_args)
-        try:
-            check_state_dict(state_dict, model, source=f'checkpoint {checkpoint}')
-        except PretrainedWeightsError as e:
-            raise CliError(f'{e} If it was trained with other create_model arguments, pass them with '
-                           f'{kwarg_option} KEY=VALUE.') from e
-        model.load_state_dict(state_dict)
-        weights = f'checkpoint {checkpoint}'
-    elif no_pretrained:
-        model = timm.create_model(name, **model_args)
-        weights = 'random weights'
-    else:
-        model = timm.create_model(name, pretrained=True, **model_args)
-        cfg = model.pretrained_cfg
-        hub_id = cfg.get('hf_hub_id')
-        weights = f"{cfg.get('architecture')}.{cfg.get('tag')}" if cfg.get('tag') else f'hf-hub:{hub_id}'
-    try:
-        model = model.to(device)
-    except (RuntimeError, AssertionError) as e:
-        raise CliError(f'cannot use device {device!r} ({str(e).splitlines()[0]}); try --device cpu', 2) from e
-    return model.eval(), weights
+def positional_model(args: argparse.Namespace, positional: Optional[str]) -> str:
+    """The model of a command that takes it as ``-m/--model`` or, for compatibility, as its first positional
+    argument (``positional``, None if not given); stored as ``args.model``."""
+    if positional and args.model and positional != args.model:
+        raise CliError(f'two models given, {positional!r} and -m {args.model!r}; pass one', code=2)
+    args.model = args.model or positional
+    if not args.model:
+        raise CliError('name the model with -m/--model (e.g. -m sk_resnet50)', code=2)
+    return args.model
 
 
 def check_model_source(args: argparse.Namespace) -> None:
@@ -132,7 +123,8 @@ def check_model_source(args: argparse.Namespace) -> None:
         check_model_name(args.model)
         return
     given = [option for option, value in (('--checkpoint', args.checkpoint), ('--no-pretrained', args.no_pretrained),
-                                          ('--model-kwarg', args.model_kwarg)) if value]
+                                          ('--num-classes', args.num_classes), ('--model-kwarg', args.model_kwarg),
+                                          ('--no-fuse', getattr(args, 'no_fuse', False))) if value]
     if given:
         raise CliError(f'{" and ".join(given)} do not apply with --runtime: the model and its weights are those '
                        f'exported into {args.model}', code=2)
@@ -171,21 +163,43 @@ class HelpFormatter(argparse.HelpFormatter):
         return '\n\n'.join(paragraphs)
 
 
-def model_options() -> argparse.ArgumentParser:
-    """Options shared by the commands that run a model."""
+def model_options(positional: bool = False) -> argparse.ArgumentParser:
+    """Options shared by the commands that run a model. With ``positional``, ``-m/--model`` is optional, for a
+    command that also takes the model as its first positional argument (see ``positional_model``)."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group('model')
-    group.add_argument('--model', '-m', required=True,
+    group.add_argument('--model', '-m', required=not positional,
                        help='zoo model, optionally with a pretrained tag (sk_resnet50, se_resnet50.a1_in1k), or '
                             'hf-hub:ORG/NAME for an exported model')
     # Not an argparse mutually exclusive group: copied through `parents`, it would leave the 'model' section.
     group.add_argument('--no-pretrained', action='store_true', help='random weights instead of the pretrained ones')
     group.add_argument('--checkpoint', metavar='FILE',
-                         help='load this checkpoint instead (.safetensors or a PyTorch/timm state dict; read with '
-                              'weights_only=True); the head size is taken from it')
+                       help="load this checkpoint instead: a fine-tune (.safetensors, or a PyTorch or timm train.py "
+                            "checkpoint, read with weights_only=True), or a pretrained tag's source file fetched by "
+                            "hand; its head size, and a train.py checkpoint's input size, are taken from it")
+    group.add_argument('--num-classes', type=int, metavar='N',
+                       help="classes of the head (default: the checkpoint's, else the pretrained weights'; another "
+                            'size gets a new random head, as in timm)')
     group.add_argument('--model-kwarg', action='append', default=[], metavar='KEY=VALUE',
                        help='extra create_model argument, repeatable (e.g. --model-kwarg se_position=post)')
     group.add_argument('--device', default='cpu', help='torch device (default: cpu)')
+    return parent
+
+
+def eval_options() -> argparse.ArgumentParser:
+    """Options of the commands that classify images (predict, validate): input size, speed-ups and JSON results."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group('evaluation')
+    group.add_argument('--img-size', type=int, metavar='N',
+                       help="input size in pixels, with the same crop fraction (default: the checkpoint's training "
+                            "size where it records one, as timm train.py checkpoints and exported folders do; else "
+                            "the pretrained weights')")
+    group.add_argument('--no-fuse', action='store_true',
+                       help='run the PyTorch model as built; by default its BatchNorms are folded into the '
+                            'convolutions (timm_sesk.fuse) and it runs channels_last: the same outputs within float '
+                            'rounding, 1.5-2x faster on a CPU')
+    group.add_argument('--json', action='store_true', help='print the results as JSON instead of text')
+    group.add_argument('--results-file', metavar='FILE', help='also write the results as JSON to FILE')
     return parent
 
 

@@ -1,31 +1,41 @@
 """``timm-sesk validate``: top-1 / top-5 accuracy on an image folder, one subfolder per class."""
 import argparse
 import sys
+import time
 from pathlib import Path
+from typing import List, Tuple
 
 import torch
 
-from timm_sesk.data import FolderDataset, class_mapping, eval_transform, even_indices
+from timm_sesk.data import ClassMappingError, FolderDataset, class_mapping, even_indices
 
 from .errors import PROG, CliError
-from .options import HelpFormatter, check_at_least, check_model_source, load_runnable
+from .inference import Classifier, check_results_file, load_classifier, write_results
+from .options import HelpFormatter, check_at_least, check_model_source, eval_options
 
 __all__ = ['add_parser', 'run']
+
+# Without a terminal (a log, CI), progress is a line on stderr this often, in seconds; the first after one batch.
+PROGRESS_EVERY_S = 30.0
 
 
 def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
-        'validate', parents=[parents['model'], parents['runtime']], help='top-1 / top-5 accuracy on an image folder',
-        formatter_class=HelpFormatter,
+        'validate', parents=[parents['model'], parents['runtime'], eval_options()],
+        help='top-1 / top-5 accuracy on an image folder', formatter_class=HelpFormatter,
         description="Top-1 and top-5 accuracy on a folder of images, FOLDER/<class>/<image>, with timm's eval "
                     "transform for the model.\n\nHow folder classes map to the model's classes: folders named "
                     "after the model's classes map by name, so an ImageNet validation set (or any subset of it) "
                     'in synset folders (n01440764, ...) works with a 1000-class model, and so do folders named '
-                    'after the label names of an exported fine-tuned model. Otherwise the folders, in natural sort '
-                    "order (timm's ImageFolder order), are assumed to be the model's classes in head order, as for "
-                    'a model fine-tuned with timm train.py on the same folder layout.',
+                    'after the label names of an exported fine-tuned model. Otherwise, where there are as many '
+                    "folders as the head has classes, the folders in natural sort order (timm's ImageFolder "
+                    "order) are taken to be the model's classes in head order, as for a model fine-tuned with "
+                    'timm train.py on the same folder layout (pass it with --checkpoint). Anything else is '
+                    'refused: an ImageNet head scored on other classes would print a meaningless 0%.\n\nAn image '
+                    'that cannot be read stops the run with its name, unless --skip-unreadable.',
         epilog=f'examples:\n  {PROG} validate -m sk_resnet50 /data/imagenet/val\n'
                f'  {PROG} validate -m se_resnet50 --checkpoint model_best.pth.tar /data/cifar10/test --limit 1000\n'
+               f'  {PROG} validate -m sk_resnet18 /data/imagenet/val --json > results.json\n'
                f'  {PROG} validate -m out/sk50-ov --runtime openvino --precision bf16 /data/imagenet/val')
     p.add_argument('folder', metavar='FOLDER', help='folder with one subfolder of images per class')
     p.add_argument('--batch-size', '-b', type=int, default=32, help='batch size (default: 32)')
@@ -33,17 +43,17 @@ def add_parser(commands: argparse._SubParsersAction, **parents: argparse.Argumen
     p.add_argument('--limit', type=int, metavar='N',
                    help='evaluate only N images, spread evenly over the sorted file list (so over the classes, not '
                         'just the first ones)')
-    p.add_argument('--quiet', '-q', action='store_true', help='no progress bar')
+    p.add_argument('--skip-unreadable', action='store_true',
+                   help='skip image files that cannot be read (truncated, not an image), counting them in the '
+                        'summary, instead of stopping at the first')
+    p.add_argument('--quiet', '-q', action='store_true', help='no progress bar or progress lines')
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _samples(root: Path, limit: int) -> Tuple[List[Tuple[str, int]], List[str]]:
+    """The folder's (image, folder class index) pairs, ``limit`` of them spread evenly, and its class folders."""
     from timm.data.readers.reader_image_folder import find_images_and_targets
 
-    check_model_source(args)
-    check_at_least(1, batch_size=args.batch_size, limit=args.limit)
-    check_at_least(0, workers=args.workers)
-    root = Path(args.folder)
     if not root.is_dir():
         raise CliError(f'no such folder: {root}', code=2)
     samples, class_to_idx = find_images_and_targets(str(root))
@@ -53,35 +63,88 @@ def run(args: argparse.Namespace) -> int:
     if '' in class_to_idx:
         raise CliError(f'{root} has images directly inside it; validate expects them in one subfolder per class, '
                        f'{root}/<class>/<image>.jpg')
-    model, weights = load_runnable(args)
-    mapping, how = class_mapping(list(class_to_idx), model)
-    folder_class = {i: c for c, i in class_to_idx.items()}
-    samples = [(path, mapping[folder_class[target]]) for path, target in samples]
-    samples = [samples[i] for i in even_indices(len(samples), args.limit)]
-    transform, config = eval_transform(model)
-    loader = torch.utils.data.DataLoader(
-        FolderDataset(samples, transform, config['input_size']), batch_size=args.batch_size,
-        num_workers=args.workers, shuffle=False)
-    print(f'{weights} on {root}: {len(samples)} images, {len(class_to_idx)} classes ({how}); '
-          f'input {config["input_size"][-1]} px, crop {config["crop_pct"]}', flush=True)
+    classes = sorted(class_to_idx, key=class_to_idx.get)
+    return [samples[i] for i in even_indices(len(samples), limit)], classes
 
+
+def _plural(n: int, word: str) -> str:
+    return f'{n} {word}' + ('' if n == 1 else 's')
+
+
+def run(args: argparse.Namespace) -> int:
+    check_model_source(args)
+    check_at_least(1, batch_size=args.batch_size, limit=args.limit)
+    check_at_least(0, workers=args.workers)
+    check_results_file(args)
+    root = Path(args.folder)
+    samples, classes = _samples(root, args.limit)
+    classifier = load_classifier(args)
+    try:
+        mapping, how = class_mapping(classes, classifier.model)
+    except ClassMappingError as e:
+        raise CliError(f'{e}: validate the model fine-tuned on them, with --checkpoint FILE (its head size, '
+                       '--num-classes, is read from it) or its exported folder') from e
+    samples = [(path, mapping[classes[target]]) for path, target in samples]
+    config = classifier.config
+    # With --json, stdout holds the JSON only: the header goes where the progress goes.
+    print(f'{classifier.weights} on {root}: {len(samples)} images, {len(classes)} classes ({how}); '
+          f'input {config["input_size"][-1]} px, crop {config["crop_pct"]}', flush=True,
+          file=sys.stderr if args.json else sys.stdout)
+    k = min(5, classifier.num_classes)
+    correct1, correct5, seen, skipped = _evaluate(args, classifier, samples, k)
+    if not seen:
+        raise CliError(f'none of the {len(samples)} images in {root} could be read')
+    top1, top5 = 100 * correct1 / seen, 100 * correct5 / seen
+
+    def text() -> None:
+        if skipped:
+            print(f'skipped {_plural(len(skipped), "unreadable file")}: {", ".join(skipped[:3])}'
+                  + (f' and {len(skipped) - 3} more' if len(skipped) > 3 else ''))
+        print(f'top-1 {top1:.2f}%  top-{k} {top5:.2f}%  ({correct1}/{seen} and {correct5}/{seen} correct)')
+
+    # timm's validate.py result keys first (its top5 is also top-k for fewer than 5 classes), then ours.
+    params = classifier.param_count
+    results = dict(
+        model=args.model, top1=round(top1, 4), top1_err=round(100 - top1, 4), top5=round(top5, 4),
+        top5_err=round(100 - top5, 4), param_count=round(params / 1e6, 2) if params is not None else None,
+        **classifier.data_fields(), weights=classifier.weights, folder=str(root), images=seen,
+        classes=len(classes), class_mapping=how, correct1=correct1, correct5=correct5, topk=k, skipped=skipped)
+    write_results(args, results, text)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, classifier: Classifier, samples: List[Tuple[str, int]],
+              k: int) -> Tuple[int, int, int, List[str]]:
+    """Top-1 and top-k hits over the samples; returns them, the images scored and the files skipped."""
     from tqdm import tqdm
 
-    k = min(5, model.num_classes)
-    correct1 = correct5 = seen = 0
-    with tqdm(total=len(samples), unit='img', file=sys.stderr, disable=args.quiet or None) as progress, \
-            torch.inference_mode():
+    loader = torch.utils.data.DataLoader(
+        FolderDataset(samples, classifier.transform, classifier.config['input_size']), batch_size=args.batch_size,
+        num_workers=args.workers, shuffle=False)
+    terminal = sys.stderr.isatty()
+    correct1 = correct5 = seen = done = 0
+    skipped: List[str] = []
+    last_report = None
+    with tqdm(total=len(samples), unit='img', file=sys.stderr, disable=args.quiet or not terminal) as progress:
         for images, targets, errors in loader:
-            bad = next((e for e in errors if e), None)
-            if bad:
-                raise CliError(bad)
-            top = model(images.to(args.device)).topk(k, dim=-1).indices.cpu()
-            hits = top == targets[:, None]
-            correct1 += hits[:, 0].sum().item()
-            correct5 += hits.any(dim=1).sum().item()
-            seen += len(targets)
-            progress.update(len(targets))
-            progress.set_postfix(top1=f'{100 * correct1 / seen:.2f}', refresh=False)
-    print(f'top-1 {100 * correct1 / seen:.2f}%  top-{k} {100 * correct5 / seen:.2f}%  '
-          f'({correct1}/{seen} and {correct5}/{seen} correct)')
-    return 0
+            readable = torch.tensor([not e for e in errors])
+            if not readable.all():
+                if not args.skip_unreadable:
+                    raise CliError(f'{next(e for e in errors if e)}; --skip-unreadable skips such files')
+                skipped += [samples[done + i][0] for i, e in enumerate(errors) if e]
+            done += len(targets)
+            images, targets = images[readable], targets[readable]
+            if len(targets):
+                hits = classifier(images).topk(k, dim=-1).indices == targets[:, None]
+                correct1 += hits[:, 0].sum().item()
+                correct5 += hits.any(dim=1).sum().item()
+                seen += len(targets)
+            progress.update(len(errors))
+            if seen:
+                progress.set_postfix(top1=f'{100 * correct1 / seen:.2f}', refresh=False)
+            if not (terminal or args.quiet) and (last_report is None or time.monotonic() - last_report
+                                                 >= PROGRESS_EVERY_S or done == len(samples)):
+                last_report = time.monotonic()
+                accuracy = f', top-1 so far {100 * correct1 / seen:.2f}%' if seen else ''
+                print(f'{PROG} validate: {done}/{len(samples)} images{accuracy}', file=sys.stderr, flush=True)
+    return correct1, correct5, seen, skipped

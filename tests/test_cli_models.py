@@ -1,0 +1,377 @@
+"""The command line's models: checkpoints in every layout, fine-tuned exports, inference options and their errors.
+
+Small models at 64 px; checkpoints are random but rigged where a test checks labels or accuracy (the classifier
+ignores the image and always answers one class).
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+from helpers import IMG, randomize_bn
+from PIL import Image
+from sources import publish_source, source_network
+
+from timm_sesk import checkpoint as checkpoints
+from timm_sesk.cli import main
+from timm_sesk.cli.options import parse_kwargs
+from timm_sesk.data import ClassMappingError, class_mapping, eval_transform, read_label_names
+from timm_sesk.weights import WEIGHTS
+
+REPO = Path(__file__).resolve().parents[1]
+SK18 = next(s for s in WEIGHTS if s.name == 'sk_resnet18.ra_in1k')
+SE18_ORIG = next(s for s in WEIGHTS if s.name == 'se_resnet18_orig.in1k')
+CLASSES = ('airplane', 'cargo ship', 'cat')
+
+
+def run_cli(*args: str, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """``python -m timm_sesk ARGS``, online unless ``env`` says otherwise."""
+    environ = {k: v for k, v in os.environ.items() if k != 'HF_HUB_OFFLINE'}
+    environ.update(OMP_NUM_THREADS='1', **(env or {}))
+    return subprocess.run([sys.executable, '-m', 'timm_sesk', *args], capture_output=True, text=True, timeout=300,
+                          cwd=REPO, env=environ)
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: connections to it are refused at once."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('timm-sesk: error: '), stderr
+    return lines[0]
+
+
+def train_checkpoint(path: Path, arch: str, num_classes: int, answer: Optional[int] = None,
+                     ema_answer: Optional[int] = None, img_size: Optional[int] = None) -> Path:
+    """A checkpoint as timm's train.py saves it (arch, args, state_dict, optionally state_dict_ema); with ``answer``
+    its classifier always answers that class."""
+    def weights(rigged: Optional[int]) -> Dict[str, torch.Tensor]:
+        state_dict = randomize_bn(timm.create_model(arch, num_classes=num_classes)).state_dict()
+        if rigged is not None:
+            state_dict['fc.weight'].zero_()
+            state_dict['fc.bias'] = -1e-3 * torch.arange(num_classes, dtype=torch.float32)
+            state_dict['fc.bias'][rigged] = 10.0
+        return state_dict
+
+    args = argparse.Namespace(model=arch, num_classes=num_classes, img_size=img_size, input_size=None,
+                              crop_pct=None, mean=None, std=None, interpolation='', model_kwargs={})
+    checkpoint = {'epoch': 2, 'arch': arch, 'state_dict': weights(answer), 'optimizer': {}, 'version': 2,
+                  'args': args, 'metric': 50.0}
+    if ema_answer is not None:
+        checkpoint['state_dict_ema'] = weights(ema_answer)
+    torch.save(checkpoint, path)
+    return path
+
+
+def save_safetensors(model: torch.nn.Module, path: Path) -> Path:
+    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def probabilities(stdout: str) -> Dict[str, Dict[int, float]]:
+    """``{image: {class index: probability}}`` from predict's JSON."""
+    return {p['image']: {t['index']: t['probability'] for t in p['top']} for p in json.loads(stdout)['predictions']}
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    """A photo, a 3-class image folder, fine-tuned checkpoints and label files, made once for the module."""
+    root = tmp_path_factory.mktemp('cli-models')
+    g = torch.Generator().manual_seed(0)
+    photo = root / 'photo.png'
+    Image.fromarray(torch.randint(0, 256, (80, 96, 3), generator=g, dtype=torch.uint8).numpy()).save(photo)
+    folder = root / 'val'
+    for name in CLASSES:
+        (folder / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(torch.randint(0, 256, (IMG, IMG, 3), generator=g, dtype=torch.uint8).numpy()).save(
+                folder / name / f'{i}.png')
+    (root / 'labels.txt').write_text('airplane\n\ncargo ship\ncat\n')
+    (root / 'two-labels.txt').write_text('airplane\ncat\n')
+    (root / 'a-file').write_text('keep me')
+    torch.save({'foo': torch.zeros(3)}, root / 'foreign.pth')
+    return dict(
+        root=root, photo=photo, folder=folder, labels=root / 'labels.txt', two_labels=root / 'two-labels.txt',
+        file=root / 'a-file', foreign=root / 'foreign.pth', empty_cache=root / 'empty-cache',
+        # trained at 64 px; its EMA weights answer 'cargo ship' (1), its plain ones 'airplane' (0)
+        se3=train_checkpoint(root / 'se3.pth.tar', 'se_resnet18', 3, answer=0, ema_answer=1, img_size=IMG),
+        sk3=train_checkpoint(root / 'sk3.pth.tar', 'sk_resnet18', 3, img_size=IMG),
+    )
+
+
+def fmt(argv, files) -> list:
+    return [a.format(**files) for a in argv]
+
+
+# --- errors: one line naming the fix, nothing written --------------------------------------------------------------
+
+ERROR_CASES = [
+    # (argv, exit status, words of the message)
+    (['validate', '-m', 'se_resnet18', '--no-pretrained', '{folder}'], 1,
+     ["3 class folders (airplane, cargo ship, cat) are not named after the model's classes",
+      'head has 1000 classes', '--checkpoint FILE']),
+    (['predict', '-m', 'se_resnet18', '--no-pretrained', '--model-kwarg', 'se_position=bogus', '{photo}'], 2,
+     ["cannot build se_resnet18 with --model-kwarg se_position='bogus'", 'se_position must be one of']),
+    (['predict', '-m', 'se_resnet18', '--no-pretrained', '--model-kwarg', 'foo=1', '{photo}'], 2,
+     ['cannot build se_resnet18 with --model-kwarg foo=1', "unexpected keyword argument 'foo'"]),
+    (['predict', '-m', 'se_resnet18', '--model-kwarg', 'pretrained_cfg_overlay=dict(file=/x.pth)', '{photo}'], 2,
+     ['cannot read', "quote strings inside it, e.g. dict(file='/path/to/model.safetensors')"]),
+    (['predict', '-m', 'se_resnet18', '--model-kwarg', '=1', '{photo}'], 2, ['--model-kwarg takes KEY=VALUE']),
+    (['predict', '-m', 'hf-hub:sesk-test/nonexistent', '{photo}'], 1, ['the Hub has no repository sesk-test/nonex']),
+    (['predict', '-m', 'se_resnet18', '--checkpoint', '{se3}', '--num-classes', '5', '{photo}'], 2,
+     ['has a 3-class head, not 5', 'drop --num-classes']),
+    (['predict', '-m', 'se_resnet18', '--checkpoint', '{sk3}', '{photo}'], 1,
+     ['checkpoint {sk3} is for sk_resnet18, not se_resnet18: ', 'missing keys (', 'unexpected keys (',
+      'run it with -m sk_resnet18']),
+    (['predict', '-m', 'se_resnet18', '--checkpoint', '{foreign}', '{photo}'], 1,
+     ['checkpoint {foreign} does not fit se_resnet18: ', '1 unexpected key (foo)', '--model-kwarg KEY=VALUE']),
+    (['predict', '-m', 'hf-hub:sesk-test/x', '--checkpoint', '{se3}', '{photo}'], 2, ['not a Hub id']),
+    (['validate', '-m', 'se_resnet18', '--no-pretrained', '--results-file', '{root}', '{folder}'], 2,
+     ['--results-file {root} is a folder']),
+    (['export', '-m', 'se_resnet18', '{root}/out', '--checkpoint', '{se3}'], 2, ['with --dataset NAME']),
+    (['export', '-m', 'se_resnet18', '{root}/out', '--no-pretrained', '--label-names', '{root}/missing.txt'], 2,
+     ['no such label names file: {root}/missing.txt']),
+    (['export', '-m', 'se_resnet18', '{root}/out', '--checkpoint', '{se3}', '--dataset', 'x', '--label-names',
+      '{two_labels}'], 2, ['{two_labels} has 2 label names, but the head has 3 classes']),
+    (['export', '-m', 'se_resnet18', '{file}', '--no-pretrained'], 2, ['{file} is a file; name a folder']),
+    (['export', 'se_resnet18', '{root}/out', '--no-pretrained', '--push'], 2, ['--push needs --repo-id']),
+    (['export', 'sk_resnet18', '{root}/out', '-m', 'se_resnet18'], 2,
+     ["two models given, 'sk_resnet18' and -m 'se_resnet18'"]),
+    (['export', '{root}/out', '--no-pretrained'], 2, ['name the model with -m/--model']),
+]
+
+
+@pytest.mark.parametrize('argv, code, words', ERROR_CASES, ids=[' '.join(c[0][:4]) for c in ERROR_CASES])
+def test_errors_are_one_line_and_write_nothing(files, capsys, argv, code, words):
+    before = {p: p.read_bytes() for p in files['root'].rglob('*') if p.is_file()}
+    assert main(fmt(argv, files)) == code  # an exception escaping main would be a traceback
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err)
+    for word in words:
+        assert word.format(**files) in line
+    assert not (files['root'] / 'out').exists()
+    assert {p: p.read_bytes() for p in files['root'].rglob('*') if p.is_file()} == before
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------------
+
+def test_the_offline_hint_works_a_hub_file_in_timm_layout_loads_with_checkpoint(files, tmp_path):
+    """Offline with a cold cache the error says --checkpoint FILE; the tag's Hub file fetched by hand (timm's
+    skresnet18 layout) then loads that way, and computes what timm's network computes."""
+    offline = {'HF_HUB_OFFLINE': '1', 'HF_HUB_CACHE': str(files['empty_cache'])}
+    result = run_cli('predict', '-m', 'sk_resnet18', str(files['photo']), env=offline)
+    assert result.returncode == 1 and '--checkpoint FILE' in one_error_line(result.stderr)
+
+    source = source_network(SK18, seed=3)
+    path = save_safetensors(source, tmp_path / 'model.safetensors')  # what `hf download timm/skresnet18...` gets
+    result = run_cli('predict', '-m', 'sk_resnet18', '--checkpoint', str(path), '--img-size', str(IMG), '--json',
+                     str(files['photo']), env=offline)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)['weights'] == f"checkpoint {path} (skresnet18's layout)"
+    transform, _ = eval_transform(timm.create_model('sk_resnet18', device='meta'), IMG)
+    with torch.no_grad(), Image.open(files['photo']) as image:
+        expected = source(transform(image.convert('RGB'))[None]).softmax(-1)[0]
+    for index, p in probabilities(result.stdout)[str(files['photo'])].items():
+        assert p == pytest.approx(expected[index].item(), abs=2e-5)
+
+
+def test_source_layouts_load_through_the_tags_mapping(files, tmp_path, capsys):
+    """The SENet authors' layout (se_resnet50-ce0d4300.pth style), a plain ResNet for a graft tag, and the overlay
+    form the library's messages suggest."""
+    legacy = save_safetensors(source_network(SE18_ORIG, seed=4), tmp_path / 'seresnet18-4bb0ce65.safetensors')
+    plain = randomize_bn(timm.create_model('resnet18')).eval()
+    plain_file = save_safetensors(plain, tmp_path / 'resnet18.safetensors')
+    argv = ['predict', '--img-size', str(IMG), '--json', str(files['photo'])]
+    assert main([*argv, '-m', 'se_resnet18_orig', '--checkpoint', str(legacy)]) == 0
+    assert json.loads(capsys.readouterr().out)['weights'] == f"checkpoint {legacy} (legacy_seresnet18's layout)"
+
+    transform, _ = eval_transform(timm.create_model('se_resnet18', device='meta'), IMG)
+    with torch.no_grad(), Image.open(files['photo']) as image:
+        expected = plain(transform(image.convert('RGB'))[None]).softmax(-1)[0]  # a graft computes the plain net
+    overlay = f'pretrained_cfg_overlay=dict(file={str(plain_file)!r})'
+    for how in (['--checkpoint', str(plain_file)], ['--model-kwarg', overlay]):
+        assert main([*argv, '-m', 'se_resnet18', *how]) == 0
+        out = capsys.readouterr().out
+        for index, p in probabilities(out)[str(files['photo'])].items():
+            assert p == pytest.approx(expected[index].item(), abs=2e-5)
+
+
+def test_a_train_py_checkpoint_brings_its_head_ema_weights_and_input_size(files, capsys):
+    assert main(['predict', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), str(files['photo'])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{files['photo']}: checkpoint {files['se3']}, {IMG}x{IMG}"  # train.py's --img-size
+    assert lines[1].endswith('  1  class 1') and len(lines) == 4  # the EMA weights' answer, of 3 classes
+    assert main(['predict', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), '--img-size', '96', '--json',
+                 str(files['photo'])]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result['img_size'], result['crop_pct'], result['topk']) == (96, 0.95, 3)  # the tag's crop fraction
+
+
+def test_fused_channels_last_gives_the_models_outputs(files, capsys, tmp_path):
+    path = train_checkpoint(tmp_path / 'sk.pth', 'sk_resnet18', 3, img_size=IMG)
+    runs = {}
+    for flags in ([], ['--no-fuse']):
+        assert main(['predict', '-m', 'sk_resnet18', '--checkpoint', str(path), '--json', *flags,
+                     str(files['photo'])]) == 0
+        runs[bool(flags)] = probabilities(capsys.readouterr().out)[str(files['photo'])]
+    assert runs[True].keys() == runs[False].keys() == {0, 1, 2}
+    for index, p in runs[True].items():
+        assert runs[False][index] == pytest.approx(p, abs=1e-5)
+
+
+# --- validate -------------------------------------------------------------------------------------------------------
+
+def test_validate_skips_unreadable_files_when_asked_and_reports_progress(files, capsys, tmp_path):
+    folder = tmp_path / 'val'
+    for name in CLASSES:
+        (folder / name).mkdir(parents=True)
+        for image in (files['folder'] / name).iterdir():
+            (folder / name / image.name).write_bytes(image.read_bytes())
+    broken = folder / 'cat' / 'truncated.jpg'
+    broken.write_bytes(b'\xff\xd8\xff\xe0 truncated')
+    argv = ['validate', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), '-j', '0', str(folder)]
+    assert main(argv) == 1
+    assert '--skip-unreadable skips such files' in one_error_line(capsys.readouterr().err)
+
+    results = files['root'] / 'results' / 'se3.json'
+    assert main([*argv, '--skip-unreadable', '--results-file', str(results)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith(f"checkpoint {files['se3']} on {folder}: 7 images, 3 classes (folder order")
+    assert lines[-3:-1] == [f'skipped 1 unreadable file: {broken}',
+                            'top-1 33.33%  top-3 100.00%  (2/6 and 6/6 correct)']  # always 'cargo ship'
+    assert 'timm-sesk validate: 7/7 images, top-1 so far 33.33%' in captured.err  # no terminal: progress lines
+    data = json.loads(results.read_text())
+    assert {k: data[k] for k in ('top1', 'top1_err', 'top5', 'img_size', 'images', 'skipped')} == dict(
+        top1=33.3333, top1_err=66.6667, top5=100.0, img_size=IMG, images=6, skipped=[str(broken)])
+    assert 10 < data['param_count'] < 12 and data['interpolation'] == 'bicubic'
+
+
+def test_validate_json_is_the_only_stdout(files, capsys):
+    assert main(['validate', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), '-j', '0', '-q', '--json',
+                 str(files['folder'])]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result['model'] == 'se_resnet18' and result['top1'] == pytest.approx(100 / 3, abs=1e-3)
+    assert result['class_mapping'].startswith('folder order') and 'on ' in captured.err
+
+
+def test_class_mapping_is_by_name_by_head_order_or_refused():
+    class Head:
+        def __init__(self, num_classes: int):
+            self.num_classes, self.pretrained_cfg = num_classes, {}
+
+    assert class_mapping(['n01440764', 'n04266014'], Head(1000))[0] == {'n01440764': 0, 'n04266014': 812}
+    assert class_mapping(['b', 'a10', 'a9'], Head(3))[0] == {'a9': 0, 'a10': 1, 'b': 2}
+    with pytest.raises(ClassMappingError, match='head has 1000 classes, not 2'):
+        class_mapping(['cat', 'dog'], Head(1000))
+    with pytest.raises(ClassMappingError, match='head has 2 classes, not 3'):
+        class_mapping(['a', 'b', 'c'], Head(2))
+
+
+# --- export ---------------------------------------------------------------------------------------------------------
+
+def test_a_finetuned_export_describes_itself_not_the_imagenet_tag(files, hub, capsys, tmp_path):
+    out = tmp_path / 'se3'
+    assert main(['export', '-m', 'se_resnet18', str(out), '--checkpoint', str(files['se3']), '--dataset', 'toy3',
+                 '--label-names', str(files['labels'])]) == 0  # no --num-classes: the checkpoint's head
+    config = json.loads((out / 'config.json').read_text())
+    assert config['num_classes'] == 3 and 'tag' not in config['pretrained_cfg']
+    assert config['label_names'] == list(CLASSES)  # 'cargo ship' whole, the blank line skipped
+    assert config['pretrained_cfg']['input_size'] == [3, IMG, IMG]  # train.py's size
+    card = (out / 'README.md').read_text()
+    assert 'graft' not in card and 'Pretrained weights' not in card and 'top-1' not in card
+    assert "timm.create_model('hf-hub:ORG/NAME', pretrained=True)" in card
+    assert read_label_names(files['labels']) == list(CLASSES)
+
+    for path in out.iterdir():
+        hub.publish('sesk-test/cli-models-se3', path.name, path)
+    capsys.readouterr()
+    assert main(['predict', '-m', 'hf-hub:sesk-test/cli-models-se3', '-k', '1', str(files['photo'])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{files['photo']}: hf-hub:sesk-test/cli-models-se3, {IMG}x{IMG}"  # not the tag's name
+    assert lines[1].split('  ')[-1] == 'cargo ship' and len(lines) == 2
+
+
+def test_export_takes_the_model_options_of_predict(files, capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(['export', '--help'])
+    help_text = capsys.readouterr().out
+    for option in ('--model MODEL, -m MODEL', '--checkpoint FILE', '--no-pretrained', '--num-classes N',
+                   '--model-kwarg KEY=VALUE', '--device DEVICE'):
+        assert option in help_text
+    assert '--model-kwargs' not in help_text  # the old spelling is still read, not advertised
+    out = tmp_path / 'random'
+    assert main(['export', '-m', 'se_resnet18', str(out), '--no-pretrained', '--num-classes', '3',
+                 '--model-kwargs', 'se_position=post']) == 0
+    config = json.loads((out / 'config.json').read_text())
+    assert config['num_classes'] == 3 and config['model_args']['se_position'] == 'post'
+
+
+# --- the process: the Hub out of reach ------------------------------------------------------------------------------
+
+def test_an_unreachable_hub_fails_fast_without_offline_mode(files):
+    started = time.monotonic()
+    unreachable = {'HF_ENDPOINT': f'http://127.0.0.1:{closed_port()}', 'HF_HUB_CACHE': str(files['empty_cache'])}
+    result = run_cli('predict', '-m', 'sk_resnet18', str(files['photo']), env=unreachable)
+    elapsed = time.monotonic() - started
+    line = one_error_line(result.stderr)
+    assert result.returncode == 1 and 'not in the local Hugging Face cache' in line and '--checkpoint FILE' in line
+    assert elapsed < 40  # huggingface_hub's own retries take over 45 s
+
+
+def test_an_unreachable_hub_leaves_a_warm_cache_usable(files, hub, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    publish_source(hub, SK18, seed=5)
+    argv = ['predict', '-m', 'sk_resnet18', '--img-size', str(IMG), '--json', str(files['photo'])]
+    assert main(argv) == 0  # the Hub reachable: downloads into the cache
+    online = json.loads(capsys.readouterr().out)
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)  # restored after the test, as is the variable
+    monkeypatch.setenv('HF_HUB_OFFLINE', '0')
+    monkeypatch.setattr(constants, 'ENDPOINT', f'http://127.0.0.1:{closed_port()}')
+    started = time.monotonic()
+    assert main(argv) == 0
+    assert time.monotonic() - started < 20 and constants.HF_HUB_OFFLINE  # went offline at once, loaded the cache
+    assert json.loads(capsys.readouterr().out) == online
+
+
+def test_a_hub_id_missing_from_the_cache_offline_is_one_line(files, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+    assert main(['predict', '-m', 'hf-hub:sesk-test/never-published', str(files['photo'])]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert 'hf-hub:sesk-test/never-published is not in the local Hugging Face cache' in line
+    assert '`hf download sesk-test/never-published`' in line
+
+
+# --- option parsing -------------------------------------------------------------------------------------------------
+
+def test_model_kwargs_read_literals_and_dict_calls_without_eval():
+    assert parse_kwargs(['num_classes=10', 'se_position=post', "pretrained_cfg_overlay=dict(file='/m.pth', n=[1, 2])",
+                         "x={'a': (1, dict(b=None))}"]) == dict(
+        num_classes=10, se_position='post', pretrained_cfg_overlay=dict(file='/m.pth', n=[1, 2]),
+        x={'a': (1, dict(b=None))})
+    with pytest.raises(Exception, match='cannot read'):
+        parse_kwargs(['x=dict(a=open("/etc/passwd"))'])
+
+
+def test_checkpoint_reader_prefers_ema_and_keeps_train_args(files):
+    ckpt = checkpoints.read(files['se3'])
+    assert ckpt.arch == 'se_resnet18' and ckpt.train_args['img_size'] == IMG
+    assert ckpt.state_dict['fc.bias'].argmax().item() == 1  # state_dict_ema's
+    assert checkpoints.data_args(ckpt) == {'img_size': IMG}  # train.py's unset ones (None, '') are not given
