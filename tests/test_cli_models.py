@@ -25,7 +25,7 @@ from timm_sesk import checkpoint as checkpoints
 from timm_sesk.cli import main
 from timm_sesk.cli.options import parse_kwargs
 from timm_sesk.data import ClassMappingError, class_mapping, eval_transform, read_label_names
-from timm_sesk.weights import WEIGHTS
+from timm_sesk.weights import WEIGHTS, Checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SK18 = next(s for s in WEIGHTS if s.name == 'sk_resnet18.ra_in1k')
@@ -371,7 +371,7 @@ def test_model_kwargs_read_literals_and_dict_calls_without_eval():
 
 
 def test_checkpoint_reader_prefers_ema_and_keeps_train_args(files):
-    ckpt = checkpoints.read(files['se3'])
+    ckpt = Checkpoint.read(files['se3'])
     assert ckpt.arch == 'se_resnet18' and ckpt.train_args['img_size'] == IMG
     assert ckpt.state_dict['fc.bias'].argmax().item() == 1  # state_dict_ema's
     assert checkpoints.data_args(ckpt) == {'img_size': IMG}  # train.py's unset ones (None, '') are not given

@@ -95,3 +95,33 @@ def test_weights_is_refused_as_a_top_level_package(module, monkeypatch):
     with pytest.raises(ImportError, match=r'import timm_sesk\.weights, not weights'):
         __import__(module)
     assert 'weights' not in sys.modules
+
+
+def test_one_checkpoint_reader_for_every_caller(tmp_path):
+    import argparse
+
+    import safetensors.torch
+
+    from timm_sesk.weights import Checkpoint, CheckpointReadError, read_checkpoint
+
+    model = timm.create_model('se_resnet18', num_classes=3)
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    # As timm's train.py saves: arch, argparse arguments, DDP-prefixed weights and EMA weights.
+    train = tmp_path / 'model_best.pth.tar'
+    torch.save({'epoch': 3, 'arch': 'se_resnet18', 'args': argparse.Namespace(img_size=64, crop_pct=None),
+                'state_dict': {f'module.{k}': v for k, v in model.state_dict().items()}, 'state_dict_ema': ema}, train)
+    ckpt = Checkpoint.read(train)
+    assert ckpt.arch == 'se_resnet18' and ckpt.train_args['img_size'] == 64
+    for name, tensor in read_checkpoint(train).items():
+        assert torch.equal(tensor, ema[name]), name  # the EMA weights, prefixes removed, in our layout
+    # safetensors recognised by its content, whatever the file's name.
+    named_pth = tmp_path / 'weights.pth'
+    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, named_pth)
+    assert sorted(read_checkpoint(named_pth)) == sorted(model.state_dict())
+    # Not weights: refused with the file named, never unpickled beyond tensors.
+    (tmp_path / 'text.pth').write_text('not a checkpoint')
+    torch.save([torch.zeros(1)], tmp_path / 'list.pth')
+    torch.save({'fn': os.system}, tmp_path / 'code.pth')
+    for bad in ('text.pth', 'list.pth', 'code.pth'):
+        with pytest.raises(CheckpointReadError, match=f'cannot read checkpoint {tmp_path / bad}'):
+            read_checkpoint(tmp_path / bad)

@@ -5,20 +5,16 @@ which key layout it is in (timm_sesk's own, or the layout of one of the architec
 tag's ``pretrained_filter_fn`` maps), and, when it fits no layout, a short account of why: the keys it lacks and has
 too many, and the architecture it seems to be for.
 """
-import argparse
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import timm
 import torch
 from torch import nn
 
-from timm_sesk.weights import convert_state_dict, weights_for
+from timm_sesk.weights import Checkpoint, convert_state_dict, weights_for
 
 __all__ = [
-    'Checkpoint',
-    'CheckpointReadError',
     'Fit',
     'Layout',
     'data_args',
@@ -28,37 +24,13 @@ __all__ = [
     'head_size',
     'layouts',
     'mark_finetuned',
-    'read',
 ]
 
-# Training checkpoints nest the weights under one of these keys; timm's reader prefers the EMA weights, as here.
-_NESTED_KEYS = ('state_dict_ema', 'model_ema', 'state_dict', 'model')
 # train.py's data arguments that decide the eval transform (timm.data.resolve_data_config reads them).
 _DATA_ARGS = ('input_size', 'img_size', 'crop_pct', 'crop_mode', 'mean', 'std', 'interpolation')
 # Pretrained cfg fields that describe a tag's weights, not a fine-tune of them.
 _TAG_FIELDS = ('tag', 'hf_hub_id', 'hf_hub_filename', 'url', 'file', 'origin_url', 'test_input_size',
                'test_crop_pct', 'label_names', 'label_descriptions')
-
-
-class CheckpointReadError(ValueError):
-    """A checkpoint file cannot be read as weights."""
-
-
-@dataclass
-class Checkpoint:
-    """A checkpoint file's weights, as published (not yet mapped to any layout).
-
-    Attributes:
-        path: The file.
-        state_dict: Its weights, EMA ones first where a training checkpoint has them, wrapper prefixes removed.
-        arch: The model it was trained as, where the file says (``train.py`` records ``--model`` as ``arch``).
-        train_args: ``train.py``'s arguments, where the file carries them.
-    """
-
-    path: str
-    state_dict: Dict[str, torch.Tensor]
-    arch: Optional[str] = None
-    train_args: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,43 +86,6 @@ class Fit:
                 plural = '' if len(keys) == 1 else 'es' if what.endswith('h') else 's'
                 parts.append(f'{len(keys)} {what}{plural} ({", ".join(keys[:examples])}{more})')
         return ', '.join(parts) or 'it fits'
-
-
-def read(path: Union[str, Path]) -> Checkpoint:
-    """Read a checkpoint: safetensors, or a PyTorch file loaded with ``weights_only=True``.
-
-    A training checkpoint's ``argparse.Namespace`` of arguments is the one Python object allowed besides tensors,
-    as timm's own reader allows it.
-
-    Raises:
-        CheckpointReadError: The file is not a checkpoint (or holds other Python objects).
-    """
-    path = str(path)
-    try:
-        with open(path, 'rb') as f:
-            head = f.read(9)
-        if len(head) == 9 and head[8:9] == b'{':  # safetensors: an 8-byte header length, then the JSON header
-            import safetensors.torch
-
-            content: Any = safetensors.torch.load_file(path)
-        else:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                content = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # torch and safetensors raise many kinds for a bad file; each is one reason here
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointReadError(f'cannot read checkpoint {path}: {reason}') from e
-    if not isinstance(content, dict):
-        raise CheckpointReadError(f'cannot read checkpoint {path}: it holds a {type(content).__name__}, not weights')
-    arch = content.get('arch') if isinstance(content.get('arch'), str) else None
-    args = content.get('args')
-    train_args = vars(args) if isinstance(args, argparse.Namespace) else dict(args) if isinstance(args, dict) else {}
-    weights = next((content[k] for k in _NESTED_KEYS if isinstance(content.get(k), dict)), content)
-    from timm.models import clean_state_dict
-
-    state_dict = {k: v for k, v in clean_state_dict(weights).items() if isinstance(v, torch.Tensor)}
-    if not state_dict:
-        raise CheckpointReadError(f'cannot read checkpoint {path}: it holds no tensors')
-    return Checkpoint(path, state_dict, arch, train_args)
 
 
 def layouts(arch: str, tag: Optional[str] = None) -> List[Layout]:

@@ -11,8 +11,8 @@ if __name__ != 'timm_sesk.weights':
 
 from typing import Any, Dict, List
 
-from .errors import PretrainedWeightsError
-from .loading import checkpoint_filter_fn, read_checkpoint
+from .errors import CheckpointReadError, PretrainedWeightsError
+from .loading import Checkpoint, checkpoint_filter_fn, read_checkpoint
 from .manifest import NO_WEIGHTS, WEIGHTS, ReportedAccuracy, WeightSpec
 from .mapping import MAPPINGS, check_state_dict, convert_state_dict
 from .references import REFERENCES, Reference, create_reference
@@ -22,6 +22,8 @@ __all__ = [
     'NO_WEIGHTS',
     'REFERENCES',
     'WEIGHTS',
+    'Checkpoint',
+    'CheckpointReadError',
     'PretrainedWeightsError',
     'Reference',
     'ReportedAccuracy',

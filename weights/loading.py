@@ -3,26 +3,88 @@
 How ``pretrained=True`` reaches a file (sources, downloads, pins, errors) is ``_pretrained``'s business; this module is
 what a checkpoint goes through once read: mapped to our key layout and required to fit the model exactly.
 """
-from typing import Any, Dict
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
 
 import torch
 
 from ._pretrained import find_spec
+from .errors import CheckpointReadError
 from .manifest import is_graft_tag
 from .mapping import check_state_dict, convert_state_dict
 
-__all__ = ['checkpoint_filter_fn', 'read_checkpoint']
+__all__ = ['Checkpoint', 'checkpoint_filter_fn', 'read_checkpoint']
+
+# Training checkpoints nest the weights under one of these keys; the EMA weights first, as timm's reader takes them.
+_NESTED_KEYS = ('state_dict_ema', 'model_ema', 'state_dict', 'model')
 
 
-def read_checkpoint(path: Any) -> Dict[str, torch.Tensor]:
-    """A local checkpoint (a fine-tuned one, say) as a state dict in timm_sesk's key layout.
+@dataclass
+class Checkpoint:
+    """A checkpoint file's weights, as published (not yet mapped to any layout).
 
-    safetensors, or a PyTorch file read with ``weights_only=True`` (tensors only, never arbitrary objects); timm's
-    reader takes a train.py checkpoint's ``state_dict`` and strips DDP / torch.compile prefixes.
+    Attributes:
+        path: The file.
+        state_dict: Its weights, EMA ones first where a training checkpoint has them, wrapper prefixes removed.
+        arch: The model it was trained as, where the file says (``train.py`` records ``--model`` as ``arch``).
+        train_args: ``train.py``'s arguments, where the file carries them.
     """
-    from timm.models import load_state_dict
 
-    return convert_state_dict(load_state_dict(str(path), weights_only=True), 'native')
+    path: str
+    state_dict: Dict[str, torch.Tensor]
+    arch: Optional[str] = None
+    train_args: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Union[str, Path, os.PathLike]) -> 'Checkpoint':
+        """Read a checkpoint: safetensors, or a PyTorch file loaded with ``weights_only=True``.
+
+        A training checkpoint's ``argparse.Namespace`` of arguments is the one Python object allowed besides tensors,
+        as timm's own reader allows it.
+
+        Raises:
+            CheckpointReadError: The file is not a checkpoint (or holds other Python objects).
+        """
+        path = str(path)
+        try:
+            with open(path, 'rb') as f:
+                head = f.read(9)
+            if len(head) == 9 and head[8:9] == b'{':  # safetensors: an 8-byte header length, then the JSON header
+                import safetensors.torch
+
+                content: Any = safetensors.torch.load_file(path)
+            else:
+                with torch.serialization.safe_globals([argparse.Namespace]):
+                    content = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as e:  # torch and safetensors raise many kinds for a bad file; each is one reason here
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointReadError(f'cannot read checkpoint {path}: {reason}') from e
+        if not isinstance(content, dict):
+            raise CheckpointReadError(
+                f'cannot read checkpoint {path}: it holds a {type(content).__name__}, not weights')
+        arch = content.get('arch') if isinstance(content.get('arch'), str) else None
+        args = content.get('args')
+        train_args = vars(args) if isinstance(args, argparse.Namespace) else \
+            dict(args) if isinstance(args, dict) else {}
+        weights = next((content[k] for k in _NESTED_KEYS if isinstance(content.get(k), dict)), content)
+        from timm.models import clean_state_dict
+
+        state_dict = {k: v for k, v in clean_state_dict(weights).items() if isinstance(v, torch.Tensor)}
+        if not state_dict:
+            raise CheckpointReadError(f'cannot read checkpoint {path}: it holds no tensors')
+        return cls(path, state_dict, arch, train_args)
+
+
+def read_checkpoint(path: Union[str, Path, os.PathLike]) -> Dict[str, torch.Tensor]:
+    """A local checkpoint (a fine-tuned one, say) as a state dict in timm_sesk's key layout (``Checkpoint.read``).
+
+    Raises:
+        CheckpointReadError: The file cannot be read as weights.
+    """
+    return convert_state_dict(Checkpoint.read(path).state_dict, 'native')
 
 
 def _source(cfg: Dict[str, Any], spec: Any) -> str:

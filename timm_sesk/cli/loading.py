@@ -20,7 +20,7 @@ import timm_sesk
 from timm_sesk import checkpoint as checkpoints
 from timm_sesk.fuse import fuse
 from timm_sesk.graft import NotGraftableError
-from timm_sesk.weights import convert_state_dict
+from timm_sesk.weights import Checkpoint, CheckpointReadError, convert_state_dict
 
 from .errors import EXIT_USAGE, PROG, CliError
 
@@ -99,8 +99,8 @@ def _from_checkpoint(name: str, path: str, model_args: Dict[str, Any], kwarg_opt
         raise CliError('--checkpoint and a pretrained_cfg_overlay source both give the weights; pass one',
                        code=EXIT_USAGE)
     try:
-        ckpt = checkpoints.read(path)
-    except checkpoints.CheckpointReadError as e:
+        ckpt = Checkpoint.read(path)
+    except CheckpointReadError as e:
         raise CliError(f'{e}. Pass a .safetensors file or a PyTorch state dict (a timm train.py checkpoint works)') \
             from e
     arch, _, tag = name.partition('.')
@@ -126,7 +126,7 @@ def _from_checkpoint(name: str, path: str, model_args: Dict[str, Any], kwarg_opt
     return checkpoints.mark_finetuned(model, checkpoints.data_args(ckpt)), weights
 
 
-def _mismatch(name: str, ckpt: 'checkpoints.Checkpoint', fit: 'checkpoints.Fit', kwarg_option: str) -> str:
+def _mismatch(name: str, ckpt: Checkpoint, fit: 'checkpoints.Fit', kwarg_option: str) -> str:
     """Why a checkpoint fits none of the model's layouts, in one line: the architecture it is for, if known or
     guessed from its keys, what is missing and unexpected, and what to do."""
     other, hint = _trained_for(ckpt, name.partition('.')[0])
@@ -139,7 +139,7 @@ def _mismatch(name: str, ckpt: 'checkpoints.Checkpoint', fit: 'checkpoints.Fit',
     return f'{head}: {fit.describe()}; {hint}'
 
 
-def _trained_for(ckpt: 'checkpoints.Checkpoint', arch: str) -> Tuple[Optional[str], Optional[str]]:
+def _trained_for(ckpt: Checkpoint, arch: str) -> Tuple[Optional[str], Optional[str]]:
     """The architecture a checkpoint that does not fit ``arch`` is for (train.py's ``arch``, else guessed from its
     keys), and what to run it with; ``(None, None)`` where unknown or the same architecture."""
     zoo = timm_sesk.list_models()
