@@ -245,6 +245,23 @@ def test_graft_of_a_fine_tune_checkpoint_file(tmp_path):
             torch.testing.assert_close(new_head.state_dict()[key.replace('conv1.', 'conv1.conv.', 1)], value)
 
 
+def test_a_fine_tune_of_a_graft_tag_loads_back_through_the_tag(tmp_path):
+    # Fine-tuned after the graft, the checkpoint is in our own layout, SE units included: the tag's filter takes it
+    # as it is instead of grafting it again (which would refuse it).
+    tag = 'se_resnet18.graft_resnet18_a1_in1k'
+    tuned = randomize_bn(timm.create_model('se_resnet18', num_classes=4, **SHORT)).eval()
+    path = tmp_path / 'tuned.pth'
+    torch.save(tuned.state_dict(), path)
+    # num_classes in the overlay too: timm keeps a checkpoint's head only when it has the cfg's class count.
+    loaded = timm.create_model(tag, pretrained=True, num_classes=4,
+                               pretrained_cfg_overlay=dict(file=str(path), num_classes=4), **SHORT).eval()
+    with torch.no_grad():
+        assert rel_err(loaded(_x()), tuned(_x())) < 1e-6
+    plain = tmp_path / 'plain.pth'  # the plain twin's file is still grafted
+    torch.save(_plain('resnet18', seed=7, **SHORT).state_dict(), plain)
+    assert timm.create_model(tag, pretrained=True, pretrained_cfg_overlay=dict(file=str(plain)), **SHORT)
+
+
 def test_readme_and_card_list_what_is_and_is_not_graftable():
     card = (Path(__file__).resolve().parents[1] / 'MODEL_CARD.md').read_text(encoding='utf-8')  # drift: test_manifest
     for spec in GRAFT_SPECS:

@@ -98,6 +98,12 @@ def _source(cfg: Dict[str, Any], spec: Any) -> str:
     return f"hf-hub:{cfg['hf_hub_id']}" if cfg.get('hf_hub_id') else str(cfg.get('url') or 'checkpoint')
 
 
+def _in_own_layout(state_dict: Dict[str, Any], model: torch.nn.Module) -> bool:
+    """Whether a checkpoint already holds every tensor of the model under our names (its SE/SK units included, which
+    a plain network's checkpoint never has)."""
+    return set(model.state_dict()) <= set(convert_state_dict(state_dict, 'native'))
+
+
 def checkpoint_filter_fn(state_dict: Dict[str, Any], model: torch.nn.Module) -> Dict[str, Any]:
     """timm ``pretrained_filter_fn``: map a checkpoint to our layout and check that it fits the model exactly.
 
@@ -108,6 +114,8 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: torch.nn.Module) -> 
     # A graft tag's own source holds the plain twin's weights, as does timm_sesk.graft's state dict; a graft tag's
     # name on another repository (a fine-tune exported with timm_sesk) holds our own layout.
     grafting = spec.is_graft if spec else (bool(cfg.get('state_dict')) and is_graft_tag(cfg.get('tag')))
+    if grafting and _in_own_layout(state_dict, model):  # a fine-tune of the grafted model, passed back as a file
+        grafting, spec = False, None
     if grafting:
         from timm_sesk.graft import graft_state_dict  # lazily: the graft builds on the models, which import this
 
