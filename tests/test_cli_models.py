@@ -306,6 +306,16 @@ def test_a_finetuned_export_describes_itself_not_the_imagenet_tag(files, hub, ca
     assert lines[1].split('  ')[-1] == 'cargo ship' and len(lines) == 2
 
 
+def test_a_hub_model_of_an_unknown_architecture_says_so(files, hub, capsys):
+    config = {'architecture': 'not_a_timm_model', 'num_classes': 3, 'pretrained_cfg': {}}
+    hub.publish('sesk-test/cli-models-alien', 'config.json', json.dumps(config).encode())
+    hub.publish('sesk-test/cli-models-alien', 'model.safetensors', b'unused')
+    assert main(['predict', '-m', 'hf-hub:sesk-test/cli-models-alien', str(files['photo'])]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith('timm-sesk: error: ') and '\n' not in line
+    assert 'not_a_timm_model' in line and 'architecture timm does not know' in line
+
+
 def test_export_takes_the_model_options_of_predict(files, capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(['export', '--help'])

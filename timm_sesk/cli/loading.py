@@ -187,10 +187,25 @@ def _pretrained(name: str, model_args: Dict[str, Any]) -> Tuple[nn.Module, str]:
     except errors.HfHubHTTPError as e:
         raise CliError(f'the Hub refused {name}: {str(e).splitlines()[0]}') from e
     except RuntimeError as e:
-        if not str(e).startswith('Unknown model'):
+        architecture = _hub_architecture(name)
+        if architecture is None or timm.is_model(architecture):
             raise
-        raise CliError(f'{name} is a model of an architecture timm does not know ({str(e).splitlines()[0]}); '
-                       f'{PROG} runs timm_sesk and timm models') from e
+        raise CliError(f'{name} is a {architecture} model, an architecture timm does not know; {PROG} runs '
+                       f'timm_sesk and timm models') from e
+
+
+def _hub_architecture(name: str) -> Optional[str]:
+    """The architecture an ``hf-hub:`` repository's cached config.json names, None where there is none."""
+    import json
+
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, _, revision = name[len('hf-hub:'):].partition('@')
+    path = try_to_load_from_cache(repo, 'config.json', revision=revision or None)
+    try:
+        return json.loads(Path(path).read_text()).get('architecture') if isinstance(path, str) else None
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object
+        return None
 
 
 def _uses_hub(name: str, model_args: Dict[str, Any]) -> bool:
