@@ -2,9 +2,19 @@
 
 Importing the package registers every model with timm, so that ``timm.create_model('sk_resnet50')`` works.
 """
+import os
+import signal
 import sys
 from typing import List
 
+# `python -m timm_sesk ...` (or `-m timm_sesk.run`): Python imports this package, and so torch and timm, to find the
+# module to run (sys.argv[0] is '-m' until it starts), before the command can catch anything. A Ctrl-C then must end
+# the program unstarted, as the command ends when interrupted: status 130, no traceback. A KeyboardInterrupt is not
+# enough, since some of torch's and numpy's imports catch BaseException and swallow it; so SIGINT ends the process
+# during these imports (as the console script's launcher does). An import from a running program is left alone.
+_STARTING_A_MODULE = sys.argv[:1] == ['-m'] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _STARTING_A_MODULE:
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
 try:
     import timm
 
@@ -12,14 +22,9 @@ try:
     from .fuse import fuse
     from .graft import graft
     from .version import __version__
-except KeyboardInterrupt:
-    # `python -m timm_sesk ...` (or `-m timm_sesk.run`): Python imports this package, and so torch and timm, to find
-    # the module to run, before the command can catch anything; sys.argv[0] is '-m' until it starts. A Ctrl-C then
-    # ends the program unstarted, as the command ends when interrupted: status 130, no traceback of the import. An
-    # import from any running program leaves the interrupt to it.
-    if sys.argv[:1] == ['-m']:
-        raise SystemExit(130) from None
-    raise
+finally:
+    if _STARTING_A_MODULE:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 __all__ = ['MODEL_MODULES', '__version__', 'attention', 'fuse', 'graft', 'layers', 'list_models', 'models', 'weights']
 

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Tuple, Type
 from timm_sesk.data import ClassMappingError, ImageNotFoundError, ImageReadError
 from timm_sesk.deploy import ExportCheckError, UnsupportedPrecisionError
 from timm_sesk.extras import MissingExtraError
-from timm_sesk.weights import PretrainedWeightsError
+from timm_sesk.weights import CheckpointReadError, PretrainedWeightsError
 
 __all__ = [
     'ERRORS', 'EXIT_BROKEN_PIPE', 'EXIT_FAILURE', 'EXIT_INTERRUPTED', 'EXIT_USAGE', 'PROG', 'CliError', 'report']
@@ -43,6 +43,7 @@ ERRORS: Tuple[Tuple[Type[BaseException], Callable[[BaseException], int], Callabl
     (ImageNotFoundError, lambda e: EXIT_USAGE, str),
     (ImageReadError, lambda e: EXIT_FAILURE, str),
     (ClassMappingError, lambda e: EXIT_FAILURE, str),
+    (CheckpointReadError, lambda e: EXIT_FAILURE, str),
 )
 
 
