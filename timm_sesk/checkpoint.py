@@ -12,14 +12,12 @@ import timm
 import torch
 from torch import nn
 
-from timm_sesk.weights import Checkpoint, convert_state_dict, weights_for
+from timm_sesk.weights import Checkpoint, Fit, convert_state_dict, fit, weights_for
 
 __all__ = [
-    'Fit',
     'Layout',
     'data_args',
     'find_layout',
-    'fit',
     'guess_arch',
     'head_size',
     'layouts',
@@ -60,34 +58,6 @@ class Layout:
         return f"{self.source}'s layout" + (', grafted' if self.graft else '')
 
 
-@dataclass
-class Fit:
-    """How a state dict fits a model: the model's keys it lacks, its keys the model lacks, and shapes that differ."""
-
-    missing: List[str]
-    unexpected: List[str]
-    mismatched: List[str]
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
-
-    @property
-    def problems(self) -> int:
-        return len(self.missing) + len(self.unexpected) + len(self.mismatched)
-
-    def describe(self, examples: int = 2) -> str:
-        """E.g. ``12 missing keys (layer1.0.se.fc1.weight, ...), 3 unexpected (...)``, short enough for one line."""
-        parts = []
-        for what, keys in (('missing key', self.missing), ('unexpected key', self.unexpected),
-                           ('shape mismatch', self.mismatched)):
-            if keys:
-                more = ', ...' if len(keys) > examples else ''
-                plural = '' if len(keys) == 1 else 'es' if what.endswith('h') else 's'
-                parts.append(f'{len(keys)} {what}{plural} ({", ".join(keys[:examples])}{more})')
-        return ', '.join(parts) or 'it fits'
-
-
 def layouts(arch: str, tag: Optional[str] = None) -> List[Layout]:
     """The layouts a checkpoint for ``arch`` may come in: timm_sesk's own, then the tag's source layout (the default
     tag's if ``tag`` is None), then those of its other tags."""
@@ -112,15 +82,6 @@ def head_size(state_dict: Dict[str, torch.Tensor], layout: Layout = Layout()) ->
     except (KeyError, ValueError):
         return None
     return int(weight.shape[0]) if weight is not None and weight.ndim == 2 else None
-
-
-def fit(state_dict: Dict[str, torch.Tensor], expected: Dict[str, torch.Size]) -> Fit:
-    """How ``state_dict`` fits a model whose state dict has the keys and shapes ``expected``."""
-    return Fit(
-        missing=[k for k in expected if k not in state_dict],
-        unexpected=[k for k in state_dict if k not in expected],
-        mismatched=[f'{k} {tuple(state_dict[k].shape)} vs {tuple(shape)}' for k, shape in expected.items()
-                    if k in state_dict and state_dict[k].shape != shape])
 
 
 _STRUCTURES: Dict[str, Dict[str, torch.Size]] = {}

@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 from .errors import CheckpointReadError, PretrainedWeightsError
 from .loading import Checkpoint, checkpoint_filter_fn, read_checkpoint
 from .manifest import NO_WEIGHTS, WEIGHTS, ReportedAccuracy, WeightSpec
-from .mapping import MAPPINGS, check_state_dict, convert_state_dict
+from .mapping import MAPPINGS, Fit, check_state_dict, convert_state_dict, fit
 from .references import REFERENCES, Reference, create_reference
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     'WEIGHTS',
     'Checkpoint',
     'CheckpointReadError',
+    'Fit',
     'PretrainedWeightsError',
     'Reference',
     'ReportedAccuracy',
@@ -33,6 +34,7 @@ __all__ = [
     'checkpoint_filter_fn',
     'convert_state_dict',
     'create_reference',
+    'fit',
     'pretrained_cfgs',
     'read_checkpoint',
     'weights_for',

@@ -5,6 +5,7 @@ tensor ever added is a zero bias where a source's SE layers have none, which com
 result fits a model exactly is checked separately, by ``check_state_dict``.
 """
 import re
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Tuple
 
 import torch
@@ -12,7 +13,7 @@ from timm.models import clean_state_dict
 
 from .errors import PretrainedWeightsError
 
-__all__ = ['MAPPINGS', 'check_state_dict', 'convert_state_dict']
+__all__ = ['MAPPINGS', 'Fit', 'check_state_dict', 'convert_state_dict', 'fit']
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -161,6 +162,46 @@ def _describe(keys: List[str], limit: int = 20) -> str:
     return shown + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
 
 
+@dataclass
+class Fit:
+    """How a state dict fits a model: the model's keys it lacks, its keys the model lacks, and shapes that differ."""
+
+    missing: List[str]
+    unexpected: List[str]
+    mismatched: List[str]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    @property
+    def problems(self) -> int:
+        return len(self.missing) + len(self.unexpected) + len(self.mismatched)
+
+    def describe(self, examples: int = 2) -> str:
+        """E.g. ``12 missing keys (layer1.0.se.fc1.weight, ...), 3 unexpected (...)``, short enough for one line."""
+        parts = []
+        for what, keys in (('missing key', self.missing), ('unexpected key', self.unexpected),
+                           ('shape mismatch', self.mismatched)):
+            if keys:
+                more = ', ...' if len(keys) > examples else ''
+                plural = '' if len(keys) == 1 else 'es' if what.endswith('h') else 's'
+                parts.append(f'{len(keys)} {what}{plural} ({", ".join(keys[:examples])}{more})')
+        return ', '.join(parts) or 'it fits'
+
+
+def fit(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size],
+        adaptable: Iterable[str] = ()) -> Fit:
+    """How ``state_dict`` fits a model whose state dict has the keys and shapes ``expected``; tensors under the
+    ``adaptable`` prefixes may differ in shape or be absent from the model."""
+    adaptable = tuple(adaptable)
+    return Fit(
+        missing=[k for k in expected if k not in state_dict],
+        unexpected=[k for k in state_dict if k not in expected and not k.startswith(adaptable)],
+        mismatched=[f'{k} {tuple(state_dict[k].shape)} vs {tuple(shape)}' for k, shape in expected.items()
+                    if k in state_dict and state_dict[k].shape != shape and not k.startswith(adaptable)])
+
+
 def check_state_dict(
         state_dict: Mapping[str, torch.Tensor],
         model: torch.nn.Module,
@@ -176,15 +217,8 @@ def check_state_dict(
             to ``in_chans``, and the classifier, replaced for ``num_classes``.
         source: Name of the checkpoint for the message.
     """
-    adaptable = tuple(adaptable)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected and not k.startswith(adaptable)]
-    mismatched = [
-        f'{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}'
-        for k, v in expected.items()
-        if k in state_dict and state_dict[k].shape != v.shape and not k.startswith(adaptable)
-    ]
+    result = fit(state_dict, {k: v.shape for k, v in model.state_dict().items()}, adaptable)
+    missing, unexpected, mismatched = result.missing, result.unexpected, result.mismatched
     if missing or unexpected or mismatched:
         problems = []
         if missing:

@@ -20,7 +20,7 @@ import timm_sesk
 from timm_sesk import checkpoint as checkpoints
 from timm_sesk.fuse import fuse
 from timm_sesk.graft import NotGraftableError
-from timm_sesk.weights import Checkpoint, CheckpointReadError, convert_state_dict
+from timm_sesk.weights import Checkpoint, CheckpointReadError, Fit, convert_state_dict
 
 from .errors import EXIT_USAGE, PROG, CliError
 
@@ -126,7 +126,7 @@ def _from_checkpoint(name: str, path: str, model_args: Dict[str, Any], kwarg_opt
     return checkpoints.mark_finetuned(model, checkpoints.data_args(ckpt)), weights
 
 
-def _mismatch(name: str, ckpt: Checkpoint, fit: 'checkpoints.Fit', kwarg_option: str) -> str:
+def _mismatch(name: str, ckpt: Checkpoint, fit: Fit, kwarg_option: str) -> str:
     """Why a checkpoint fits none of the model's layouts, in one line: the architecture it is for, if known or
     guessed from its keys, what is missing and unexpected, and what to do."""
     other, hint = _trained_for(ckpt, name.partition('.')[0])
