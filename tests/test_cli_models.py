@@ -141,6 +141,8 @@ ERROR_CASES = [
     (['predict', '-m', 'hf-hub:sesk-test/x', '--checkpoint', '{se3}', '{photo}'], 2, ['not a Hub id']),
     (['validate', '-m', 'se_resnet18', '--no-pretrained', '--results-file', '{root}', '{folder}'], 2,
      ['--results-file {root} is a folder']),
+    (['predict', '-m', 'se_resnet18', '--no-pretrained', '--results-file', '{file}/r.json', '{photo}'], 2,
+     ['--results-file {file}/r.json: {file} is a file, not a folder']),
     (['export', '-m', 'se_resnet18', '{root}/out', '--checkpoint', '{se3}'], 2, ['with --dataset NAME']),
     (['export', '-m', 'se_resnet18', '{root}/out', '--no-pretrained', '--label-names', '{root}/missing.txt'], 2,
      ['no such label names file: {root}/missing.txt']),

@@ -1,7 +1,6 @@
 """``timm-sesk attention``: plot the SE / SK attention of a model on images (``timm_sesk.attention_plot``)."""
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import List, Tuple
 
@@ -12,7 +11,7 @@ from timm_sesk.extras import require
 from timm_sesk.zoo import min_input_size
 
 from .errors import PROG, CliError
-from .options import HelpFormatter, check_at_least, check_model_name, load_model
+from .options import HelpFormatter, check_at_least, check_model_name, check_output_file, load_model
 
 __all__ = ['add_parser', 'run']
 
@@ -65,18 +64,6 @@ def _parse_figsize(text: str) -> Tuple[float, float]:
     return width, height
 
 
-def _check_output_file(path: Path, option: str) -> None:
-    """Refuse, before any work, an output file that cannot be written: a folder, or below a file or a folder this
-    user cannot write to."""
-    if path.is_dir():
-        raise CliError(f'{option} {path} is a folder; name a file to write', code=2)
-    folder = next(p for p in path.absolute().parents if p.exists())  # the folder to write in, or to create it in
-    if not folder.is_dir():
-        raise CliError(f'{option} {path}: {folder} is a file, not a folder', code=2)
-    if not os.access(folder, os.W_OK):
-        raise CliError(f'{option} {path}: cannot write in {folder}', code=2)
-
-
 def run(args: argparse.Namespace) -> int:
     arch = check_model_name(args.model)
     scales = _parse_ints(args.scales, '--scales') if args.scales else [None]
@@ -86,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f'a {figsize[0]:g} x {figsize[1]:g} in figure at {args.dpi} dpi is over {_MAX_PIXELS} px a '
                        'side, more than matplotlib draws: lower --dpi or --figsize', code=2)
     out = Path(args.out or f'attention_{arch.replace(":", "_").replace("/", "_")}.png')
-    _check_output_file(out, '--out')
+    check_output_file(out, '--out')
     if args.json:
-        _check_output_file(Path(args.json), '--json')
+        check_output_file(Path(args.json), '--json')
     images = [(path, read_image(path)) for path in args.images]
     require('matplotlib', 'the attention plot')  # before minutes of loading and running the model
     model, weights = load_model(args)

@@ -14,7 +14,7 @@ from timm_sesk.zoo import min_input_size
 
 from .errors import EXIT_USAGE, CliError
 from .loading import for_inference
-from .options import check_at_least, load_runnable
+from .options import check_at_least, check_output_file, load_runnable
 
 __all__ = ['Classifier', 'check_results_file', 'load_classifier', 'write_results']
 
@@ -73,8 +73,8 @@ def load_classifier(args: argparse.Namespace) -> Classifier:
 
 def check_results_file(args: argparse.Namespace) -> None:
     """Refuse a ``--results-file`` that cannot be written, before any work."""
-    if args.results_file and Path(args.results_file).is_dir():
-        raise CliError(f'--results-file {args.results_file} is a folder; name a file to write', code=EXIT_USAGE)
+    if args.results_file:
+        check_output_file(Path(args.results_file), '--results-file')
 
 
 def write_results(args: argparse.Namespace, results: Dict[str, Any], text: Callable[[], None]) -> None:

@@ -6,6 +6,8 @@ written by ``export --format onnx|openvino``; ``--checkpoint``, ``--no-pretraine
 """
 import argparse
 import ast
+import os
+from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from torch import nn
@@ -23,6 +25,7 @@ __all__ = [
     'check_at_least',
     'check_model_name',
     'check_model_source',
+    'check_output_file',
     'eval_options',
     'load_model',
     'load_runnable',
@@ -104,6 +107,18 @@ def load_model(args: argparse.Namespace) -> Tuple[nn.Module, str]:
     check_model_name(args.model)
     check_at_least(1, num_classes=getattr(args, 'num_classes', None))
     return build_model(args.model, args.checkpoint, args.no_pretrained, model_args(args), args.device)
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, or below a file or a folder this
+    user cannot write to."""
+    if path.is_dir():
+        raise CliError(f'{option} {path} is a folder; name a file to write', code=2)
+    folder = next(p for p in path.absolute().parents if p.exists())  # the folder to write in, or to create it in
+    if not folder.is_dir():
+        raise CliError(f'{option} {path}: {folder} is a file, not a folder', code=2)
+    if not os.access(folder, os.W_OK):
+        raise CliError(f'{option} {path}: cannot write in {folder}', code=2)
 
 
 def positional_model(args: argparse.Namespace, positional: Optional[str]) -> str:
