@@ -29,7 +29,7 @@ import torch
 
 import timm_sesk
 from timm_sesk import deploy
-from timm_sesk.data import even_indices
+from timm_sesk.data import even_indices, read_image
 from timm_sesk.weights import REFERENCES, read_checkpoint
 
 from .compare import build_variants, check_outputs, interleaved_medians, machine
@@ -172,17 +172,13 @@ def _torch_call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]
 
 def real_images(folder: Path, config: Dict, count: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """``count`` images of an ImageFolder split, spread over its classes, through the eval transform, and labels."""
-    from PIL import Image
     from timm.data import create_transform
     from timm.data.readers.reader_image_folder import find_images_and_targets
 
     samples, _ = find_images_and_targets(str(folder))
     transform = create_transform(**config)
     chosen = [samples[i] for i in even_indices(len(samples), count)]
-    images = []
-    for path, _ in chosen:
-        with Image.open(path) as image:
-            images.append(transform(image.convert('RGB')))
+    images = [transform(read_image(path)) for path, _ in chosen]
     return torch.stack(images), torch.tensor([t for _, t in chosen])
 
 

@@ -1,7 +1,13 @@
 """Helpers shared by the test modules."""
+import itertools
 import re
+import struct
+import zlib
+from pathlib import Path
+from typing import Dict, Iterable
 
 import torch
+from PIL import Image
 from torch import nn
 
 # Inputs are small to keep the suite fast on two cores; every network here accepts 64 px.
@@ -59,3 +65,27 @@ def randomize_bn(model: nn.Module, seed: int = 0, calib_batch: int = 4) -> nn.Mo
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """Max absolute difference relative to the largest expected magnitude."""
     return ((actual.double() - expected.double()).abs().max() / expected.double().abs().max()).item()
+
+
+def write_png(path: Path, width: int, height: int, bit_depth: int, color_type: int, rows: Iterable[bytes]) -> Path:
+    """A PNG written chunk by chunk from its packed scanlines: for what PIL cannot write (48-bit RGB) or would first
+    have to hold in memory (a huge image). ``color_type`` is PNG's: 0 grey, 2 RGB."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+    stream = zlib.compressobj()
+    data = b''.join(stream.compress(b'\0' + row) for row in rows) + stream.flush()  # filter 0 on every row
+    header = struct.pack('>IIBBBBB', width, height, bit_depth, color_type, 0, 0, 0)
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', data) + chunk(b'IEND', b''))
+    return path
+
+
+def hostile_images(folder: Path) -> Dict[str, Path]:
+    """Tiny files that would take gigabytes: ``wide``, a 40000 x 1 PNG of about 100 bytes, which timm's eval resize
+    turns into 40000 times a square image (7.9 GB at 224 px); ``bomb``, a 14000 x 14000 PNG of about 24 KB, above
+    PIL's decompression-bomb limit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wide = folder / 'wide.png'
+    Image.new('L', (40000, 1)).save(wide)
+    bomb = write_png(folder / 'bomb.png', 14000, 14000, 1, 0, itertools.repeat(bytes(14000 // 8), 14000))
+    return dict(wide=wide, bomb=bomb)

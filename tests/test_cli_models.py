@@ -6,6 +6,7 @@ ignores the image and always answers one class).
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,11 +14,12 @@ import time
 from pathlib import Path
 from typing import Dict, Optional
 
+import numpy as np
 import pytest
 import safetensors.torch
 import timm
 import torch
-from helpers import IMG, randomize_bn
+from helpers import IMG, hostile_images, randomize_bn
 from PIL import Image
 from sources import publish_source, source_network
 
@@ -237,11 +239,7 @@ def test_fused_channels_last_gives_the_models_outputs(files, capsys, tmp_path):
 # --- validate -------------------------------------------------------------------------------------------------------
 
 def test_validate_skips_unreadable_files_when_asked_and_reports_progress(files, capsys, tmp_path):
-    folder = tmp_path / 'val'
-    for name in CLASSES:
-        (folder / name).mkdir(parents=True)
-        for image in (files['folder'] / name).iterdir():
-            (folder / name / image.name).write_bytes(image.read_bytes())
+    folder = shutil.copytree(files['folder'], tmp_path / 'val')
     broken = folder / 'cat' / 'truncated.jpg'
     broken.write_bytes(b'\xff\xd8\xff\xe0 truncated')
     argv = ['validate', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), '-j', '0', str(folder)]
@@ -269,6 +267,42 @@ def test_validate_json_is_the_only_stdout(files, capsys):
     result = json.loads(captured.out)
     assert result['model'] == 'se_resnet18' and result['top1'] == pytest.approx(100 / 3, abs=1e-3)
     assert result['class_mapping'].startswith('folder order') and 'on ' in captured.err
+
+
+def test_hostile_images_are_skipped_by_validate_and_refused_by_predict_in_one_line(files, capsys, tmp_path):
+    folder = shutil.copytree(files['folder'], tmp_path / 'val')
+    hostile = hostile_images(folder / 'cat')
+    argv = ['validate', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), '-j', '0', '-q', str(folder)]
+    assert main(argv) == 1
+    assert one_error_line(capsys.readouterr().err).startswith(f"timm-sesk: error: cannot read image {hostile['bomb']}")
+    assert main([*argv, '--skip-unreadable']) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f"skipped 2 unreadable files: {hostile['bomb']}, {hostile['wide']}",
+        'top-1 33.33%  top-3 100.00%  (2/6 and 6/6 correct)']  # always 'cargo ship'
+    assert main(['predict', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), str(files['photo']),
+                 str(hostile['wide'])]) == 1
+    assert one_error_line(capsys.readouterr().err).startswith(
+        f"timm-sesk: error: cannot read image {hostile['wide']}: it is 40000 x 1 px, an aspect ratio of 40000:1, "
+        'above the limit of 100:1')
+
+
+def test_predict_sees_16_bit_and_turned_images_as_a_viewer_shows_them(files, capsys, tmp_path):
+    pixels = np.asarray(Image.open(files['photo']))  # 80 x 96, not square: a quarter turn changes the crop
+    eight, sixteen = tmp_path / 'grey8.png', tmp_path / 'grey16.png'
+    Image.fromarray(pixels[..., 0]).save(eight)
+    Image.fromarray(pixels[..., 0].astype(np.uint16) * 257).save(sixteen)
+    turned, upright = tmp_path / 'turned.jpg', tmp_path / 'upright.png'
+    exif = Image.Exif()
+    exif[0x0112] = 8  # a viewer turns it a quarter counter-clockwise
+    Image.fromarray(pixels).save(turned, exif=exif)
+    with Image.open(turned) as stored:
+        stored.convert('RGB').transpose(Image.Transpose.ROTATE_90).save(upright)
+    images = [eight, sixteen, turned, upright]
+    assert main(['predict', '-m', 'sk_resnet18', '--checkpoint', str(files['sk3']), '--json',
+                 *map(str, images)]) == 0
+    p = probabilities(capsys.readouterr().out)
+    assert p[str(sixteen)] == p[str(eight)] and p[str(turned)] == p[str(upright)]
+    assert p[str(eight)] != p[str(upright)]  # the probabilities tell images apart
 
 
 def test_class_mapping_is_by_name_by_head_order_or_refused():

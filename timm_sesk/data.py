@@ -1,16 +1,20 @@
 """Images in, the model's classes out: reading files, timm's eval transform, label names and image folders.
 
 What ``timm-sesk predict`` and ``validate`` (and the exported runtimes) need around a model, on top of timm's data
-config and transforms: errors that name the file, and the mapping of an image folder's class subfolders onto the
-model's head.
+config and transforms: images read as a viewer shows them, errors that name the file, and the mapping of an image
+folder's class subfolders onto the model's head.
 """
+import contextlib
 import re
+import struct
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
 __all__ = [
+    'MAX_ASPECT_RATIO',
     'ClassMappingError',
     'FolderDataset',
     'ImageNotFoundError',
@@ -39,19 +43,94 @@ class ClassMappingError(ValueError):
     """An image folder's classes cannot be mapped onto the model's head."""
 
 
+# The longer side of an image may be at most this many times its shorter side. timm's eval transform resizes the
+# shorter side to the input size (over the crop fraction), so its resized image holds aspect-ratio times the pixels
+# of a square one: the bound caps that at 100 square images, whatever the input size, where a 199-byte 40000 x 1 PNG
+# would otherwise need 7.9 GB at 224 px. Photos (4:3, 16:9) and panoramas (2:1 to about 10:1) are far below it.
+MAX_ASPECT_RATIO = 100
+
+
 def read_image(path: Union[str, Path]):
-    """The image at ``path`` as an RGB ``PIL.Image``; ``ImageReadError`` naming the file if it cannot be read."""
+    """The image at ``path`` as a viewer shows it, as an 8-bit RGB ``PIL.Image``.
+
+    Beyond timm's ``Image.open(path).convert('RGB')``, which gives the same pixels for an 8-bit image without an EXIF
+    orientation: the image is turned upright as its EXIF orientation says (``ImageOps.exif_transpose``), and samples
+    of more than 8 bits are scaled to 8 bits where ``convert`` would clip them (a 16-bit PNG would read all white, a
+    float TIFF all black): 16-bit samples keep their high byte, as PIL itself reads a 48-bit RGB PNG (and as
+    scikit-image and torchvision convert 16 to 8 bits); float samples in [0, 1] are multiplied by 255 and rounded.
+    Images whose white level is unclear are refused: float samples outside [0, 1], and 32-bit integer samples (a
+    TIFF's; PIL's 32-bit reading of a 16-bit PGM or PPM, which it scales to 16 bits, is read as 16-bit).
+
+    Images whose decoding or resizing would take absurd memory are refused from the file's header, before anything
+    is allocated: above PIL's decompression-bomb limit (``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels) or with one side
+    more than ``MAX_ASPECT_RATIO`` times the other.
+
+    Raises:
+        ImageNotFoundError: There is no such file.
+        ImageReadError: The file cannot be decoded, or is refused as above; the message names the file.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if not Path(path).is_file():
         raise ImageNotFoundError(f'no such image file: {path}')
     try:
         with Image.open(path) as image:
-            return image.convert('RGB')
+            _check_aspect_ratio(image.size, path)
+            return _eight_bit_rgb(_upright(image), path)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"cannot read image {path}: {e} (PIL's decompression-bomb limit, 2 * "
+                             'PIL.Image.MAX_IMAGE_PIXELS); downscale it, or raise the limit for files you trust') from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else ''
         raise ImageReadError(f'cannot read image {path} ({type(e).__name__}: {reason}); pass a JPEG, PNG or other '
                              'image file PIL can decode') from e
+
+
+def _check_aspect_ratio(size: Tuple[int, int], path: Union[str, Path]) -> None:
+    ratio = max(size) / max(min(size), 1)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ImageReadError(
+            f"cannot read image {path}: it is {size[0]} x {size[1]} px, an aspect ratio of {ratio:.0f}:1, above the "
+            f"limit of {MAX_ASPECT_RATIO}:1 (timm's eval transform resizes the shorter side to the input size, so it "
+            f'would take {ratio:.0f} times the memory of a square image); crop it first')
+
+
+def _upright(image):
+    """The image turned as its EXIF orientation says, in place."""
+    from PIL import ImageOps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)  # PIL warns of each malformed EXIF tag it skips; viewers don't
+        # PIL turns the pixels, then writes the EXIF block back without the orientation; a tag of a type its writer
+        # does not expect fails that write, which only the metadata (unused here) needed.
+        with contextlib.suppress(struct.error):
+            ImageOps.exif_transpose(image, in_place=True)
+    return image
+
+
+def _eight_bit_rgb(image, path: Union[str, Path]):
+    """The image in 8-bit RGB, samples of more than 8 bits scaled (see ``read_image``)."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode.startswith('I;16') or (image.mode == 'I' and image.format == 'PPM'):
+        samples = np.asarray(image)
+        return Image.fromarray((samples >> 8).astype(np.uint8)).convert('RGB')
+    if image.mode == 'I':
+        raise ImageReadError(f'cannot read image {path}: its samples are 32-bit integers, which have no standard '
+                             'white level; save it with 8- or 16-bit samples')
+    if image.mode == 'F':
+        samples = np.asarray(image)
+        finite = np.isfinite(samples).all()
+        if not finite or samples.min() < 0 or samples.max() > 1:
+            found = 'non-finite values' if not finite else f'values in [{samples.min():g}, {samples.max():g}]'
+            raise ImageReadError(f'cannot read image {path}: its float samples hold {found}, and only [0, 1] has a '
+                                 'standard meaning (black to white); save it scaled to [0, 1] or as an 8- or 16-bit '
+                                 'image')
+        return Image.fromarray(np.rint(samples * 255).astype(np.uint8)).convert('RGB')
+    return image.convert('RGB')
 
 
 def eval_transform(model: Any, size: Optional[int] = None) -> Tuple[Callable, Dict[str, Any]]:

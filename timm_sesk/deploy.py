@@ -31,7 +31,7 @@ import timm
 import torch
 from torch import nn
 
-from timm_sesk.data import even_indices, image_files
+from timm_sesk.data import even_indices, image_files, read_image
 from timm_sesk.extras import require
 from timm_sesk.fuse import fuse
 from timm_sesk.version import __version__
@@ -142,14 +142,12 @@ def _image_batches(folder: Union[str, Path], config: Dict[str, Any], indices: Se
                    files: Optional[List[str]] = None) -> Iterable[np.ndarray]:
     """The images of an image folder at ``indices`` (of its sorted file list), one per batch, through the eval
     transform."""
-    from PIL import Image
     from timm.data import create_transform
 
     transform = create_transform(**config)
     files = files if files is not None else image_files(folder)
     for i in indices:
-        with Image.open(files[i]) as image:
-            yield transform(image.convert('RGB'))[None].numpy()
+        yield transform(read_image(files[i]))[None].numpy()
 
 
 def _quantize_int8(ov_model: Any, calibration: Union[str, Path], config: Dict[str, Any], samples: int) -> Any:
