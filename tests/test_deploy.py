@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,75 @@ def test_export_does_not_touch_the_model_and_records_what_predict_needs(exported
     assert deploy.data_config(deployed) == deploy.data_config(model)
     assert json.loads((folder / 'data_config.json').read_text()) == deploy.data_config(model)
     assert deploy.data_config(model)['input_size'] == [3, IMG, IMG]
+
+
+# --- calls: checked before the runtime, sharing no state ----------------------------------------------------------
+
+LOADS = [(fmt, runtime) for fmt, runtimes in RUNTIMES.items() for runtime in runtimes]
+
+
+@pytest.mark.parametrize('fmt, runtime', LOADS)
+def test_a_refused_input_leaves_the_next_calls_right(exported, fmt, runtime):
+    # OpenVINO took each of these without an error, answered with the previous call's logits, and after the empty
+    # batch went on answering later calls wrongly, in new infer requests too.
+    model, folder, _ = exported('sk_resnet18', fmt)
+    deployed = deploy.load(folder, runtime, threads=1)
+    good = [_batch(2, seed=seed) for seed in (10, 11, 12)]
+    with torch.no_grad():
+        expected = [model(x) for x in good]
+    assert rel_err(deployed(good[0]), expected[0]) < deploy.F32_TOLERANCE
+    bad = {
+        'an empty batch': torch.zeros(0, 3, IMG, IMG),
+        'a smaller size': torch.zeros(2, 3, IMG // 2, IMG // 2),
+        'a larger size': torch.zeros(2, 3, 2 * IMG, 2 * IMG),
+        'one channel': torch.zeros(2, 1, IMG, IMG),
+        'no batch dimension': torch.zeros(3, IMG, IMG),
+        'integers': torch.zeros(2, 3, IMG, IMG, dtype=torch.uint8),
+    }
+    for i, (case, x) in enumerate(bad.items()):
+        with pytest.raises(deploy.InvalidInputError) as e:
+            deployed(x)
+        got = ' x '.join(map(str, x.shape))
+        assert str(e.value) == (
+            f'{folder} takes float batches of N x 3 x {IMG} x {IMG}, N >= 1 (the channels and size it was exported '
+            f'for: transform images with its data_config.json), got {got} {x.numpy().dtype}'), case
+        after = 1 + i % 2  # not the previous good call's batch: stale logits would not pass
+        assert rel_err(deployed(good[after]), expected[after]) < deploy.F32_TOLERANCE, case
+    assert rel_err(torch.from_numpy(deployed.run(good[0].double().numpy())), expected[0]) < deploy.F32_TOLERANCE
+
+
+@pytest.mark.parametrize('fmt, runtime', LOADS)
+def test_a_sample_holding_nan_or_inf_gets_nan_logits_as_in_pytorch(exported, fmt, runtime):
+    model, folder, _ = exported('sk_resnet18', fmt)
+    x = _batch(3, seed=7)
+    x[0] = float('nan')
+    x[1, 0, 5, 5] = float('inf')
+    with torch.no_grad():
+        expected = model(x)
+    assert expected[:2].isnan().all() and expected[2].isfinite().all()
+    actual = deploy.load(folder, runtime, threads=1)(x)  # OpenVINO computed finite logits for both
+    assert actual[:2].isnan().all()
+    assert rel_err(actual[2:], expected[2:]) < deploy.F32_TOLERANCE
+
+
+@pytest.mark.parametrize('fmt, runtime', LOADS)
+def test_calls_from_several_threads_each_get_their_own_logits(exported, fmt, runtime):
+    # One OpenVINO infer request shared by the calls: threads overwrote each other's input, most logits were wrong.
+    model, folder, _ = exported('sk_resnet18', fmt)
+    deployed = deploy.load(folder, runtime, threads=1)
+    inputs = [_batch(size, seed=20 + size) for size in (1, 2, 3, 4)]
+    with torch.no_grad():
+        expected = [model(x) for x in inputs]
+    errors = {}
+
+    def calls(i: int) -> None:
+        errors[i] = max(rel_err(deployed(inputs[i]), expected[i]) for _ in range(8))
+    threads = [threading.Thread(target=calls, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(errors) == len(inputs) and max(errors.values()) < deploy.F32_TOLERANCE, errors
 
 
 def test_bf16_is_close_where_the_cpu_has_it_and_refused_with_the_reason_where_not(exported, monkeypatch):
@@ -238,6 +308,16 @@ def test_cli_refuses_what_does_not_apply(checkpoint, tmp_path, capsys):
     for argv, message in cases:
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
+
+
+def test_cli_runs_an_export_at_its_size_only_and_says_so_in_one_line(exported, tmp_path, capsys):
+    _, folder, _ = exported('sk_resnet18', 'openvino')
+    image = _images(tmp_path / 'img', classes=1, per_class=1) / 'class0' / '0.png'
+    assert main(['predict', '-m', str(folder), '--runtime', 'openvino', '--img-size', str(2 * IMG), str(image)]) == 2
+    assert capsys.readouterr().err == (
+        f'timm-sesk: error: {folder} takes float batches of N x 3 x {IMG} x {IMG}, N >= 1 (the channels and size it '
+        f'was exported for: transform images with its data_config.json), got 1 x 3 x {2 * IMG} x {2 * IMG} '
+        'float32\n')
 
 
 def test_missing_runtime_names_the_pip_install(exported, tmp_path, monkeypatch, capsys):

@@ -24,7 +24,7 @@ import json
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import timm
@@ -42,6 +42,7 @@ __all__ = [
     'RUNTIMES',
     'DeployedModel',
     'ExportCheckError',
+    'InvalidInputError',
     'UnsupportedPrecisionError',
     'bf16_support',
     'data_config',
@@ -73,6 +74,10 @@ class ExportCheckError(RuntimeError):
 
 class UnsupportedPrecisionError(ValueError):
     """The runtime or the CPU cannot compute in the requested precision."""
+
+
+class InvalidInputError(ValueError):
+    """An input the exported model cannot take: not a float N x C x H x W batch of its channels and size."""
 
 
 def data_config(model: nn.Module) -> Dict[str, Any]:
@@ -295,7 +300,12 @@ def read_meta(folder: Union[str, Path]) -> Dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _onnxruntime_runner(path: Path, precision: str, threads: Optional[int]) -> Callable[[np.ndarray], np.ndarray]:
+# A runner: the runtime's call on a float32 N x C x H x W array, and the input shape its model declares, with None for
+# a dynamic dimension (the batch).
+_Runner = Tuple[Callable[[np.ndarray], np.ndarray], Tuple[Optional[int], ...]]
+
+
+def _onnxruntime_runner(path: Path, precision: str, threads: Optional[int]) -> _Runner:
     if precision != 'f32':
         raise UnsupportedPrecisionError(
             "ONNX Runtime's CPU provider computes in f32 only; for bf16 use --runtime openvino")
@@ -305,11 +315,11 @@ def _onnxruntime_runner(path: Path, precision: str, threads: Optional[int]) -> C
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-    return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    shape = tuple(d if isinstance(d, int) else None for d in session.get_inputs()[0].shape)
+    return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], shape
 
 
-def _openvino_runner(path: Path, precision: str, threads: Optional[int], hint: str) -> Callable[[np.ndarray],
-                                                                                                np.ndarray]:
+def _openvino_runner(path: Path, precision: str, threads: Optional[int], hint: str) -> _Runner:
     ov = require('openvino', '--runtime openvino')
     if precision == 'bf16':
         why_not = bf16_support()
@@ -320,12 +330,20 @@ def _openvino_runner(path: Path, precision: str, threads: Optional[int], hint: s
     if threads:
         config['INFERENCE_NUM_THREADS'] = threads
     compiled = ov.Core().compile_model(str(path), 'CPU', config)
-    request = compiled.create_infer_request()
-    return lambda x: request.infer({0: x})[0]
+    shape = tuple(d.get_length() if d.is_static else None for d in compiled.input(0).get_partial_shape())
+    # A new infer request per call, which costs well under 1% of a call: calls from several threads into one request
+    # kept across calls overwrite each other's input in it, and get wrong logits without an error.
+    return lambda x: compiled.create_infer_request().infer({0: x})[0], shape
 
 
 class DeployedModel:
     """An exported model run by ONNX Runtime or OpenVINO, called like the PyTorch model it was exported from.
+
+    Calls share no state. Each is checked before the runtime sees it: a float N x C x H x W batch, N >= 1, of the
+    exported channels and size (OpenVINO 2026.4 answers another shape without an error, with the previous call's
+    logits, and leaves the compiled model answering later calls wrongly). Each runs in an OpenVINO infer request of
+    its own, so that calls from several threads are safe. A sample holding NaN or infinity gets NaN logits, as in
+    PyTorch and ONNX Runtime (OpenVINO computes finite ones).
 
     Attributes:
         folder: The exported folder.
@@ -335,6 +353,8 @@ class DeployedModel:
         num_classes: Classes of the head.
         pretrained_cfg: The exported model's pretrained config, so that ``timm.data.resolve_model_data_config``
             and label look-ups see what they saw on the PyTorch model.
+        input_shape: The input shape the runtime's model declares, None for a dynamic dimension:
+            ``(None, 3, 224, 224)``.
     """
 
     def __init__(self, folder: Union[str, Path], runtime: Optional[str] = None, precision: str = 'f32',
@@ -356,16 +376,38 @@ class DeployedModel:
         self.pretrained_cfg = self.meta['pretrained_cfg']
         path = self.folder / _MODEL_FILES[fmt]
         if runtime == 'onnxruntime':
-            self._run = _onnxruntime_runner(path, precision, threads)
+            self._run, self.input_shape = _onnxruntime_runner(path, precision, threads)
         else:  # OpenVINO reads both its IR and ONNX
-            self._run = _openvino_runner(path, precision, threads, hint)
+            self._run, self.input_shape = _openvino_runner(path, precision, threads, hint)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """Logits of a float32 N x 3 x H x W array, as an array."""
-        return self._run(np.ascontiguousarray(x, dtype=np.float32))
+        """Logits of a float N x C x H x W array, as a float32 array; rows of samples holding NaN or infinity are NaN.
+
+        Raises:
+            InvalidInputError: ``x`` is not a float array of that shape with N >= 1 and the exported C, H and W.
+        """
+        x = np.asarray(x)
+        self._check(x)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        logits = self._run(x)
+        finite = np.isfinite(x).all(axis=(1, 2, 3))
+        return logits if finite.all() else np.where(finite[:, None], logits, np.float32(np.nan))
+
+    def _check(self, x: np.ndarray) -> None:
+        expected = ' x '.join('N' if d is None else str(d) for d in self.input_shape)
+        fits = (x.dtype.kind == 'f' and x.ndim == len(self.input_shape) and x.shape[0] >= 1
+                and all(d is None or d == n for d, n in zip(self.input_shape, x.shape)))
+        if not fits:
+            got = ' x '.join(map(str, x.shape)) or 'a scalar'
+            raise InvalidInputError(
+                f'{self.folder} takes float batches of {expected}, N >= 1 (the channels and size it was exported '
+                f'for: transform images with its {DATA_CONFIG_FILE}), got {got} {x.dtype}')
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(np.array(self.run(x.detach().cpu().float().numpy())))
+        x = x.detach().cpu()
+        if x.is_floating_point():  # bf16 and f16 as f32; an integer tensor stays one, for run() to refuse
+            x = x.float()
+        return torch.from_numpy(np.array(self.run(x.numpy())))
 
     def describe(self) -> str:
         """One line naming the model, its weights' origin, the runtime and the precision."""

@@ -9,7 +9,7 @@ import sys
 from typing import Callable, Optional, Tuple, Type
 
 from timm_sesk.data import ClassMappingError, ImageNotFoundError, ImageReadError
-from timm_sesk.deploy import ExportCheckError, UnsupportedPrecisionError
+from timm_sesk.deploy import ExportCheckError, InvalidInputError, UnsupportedPrecisionError
 from timm_sesk.extras import MissingExtraError
 from timm_sesk.weights import CheckpointReadError, PretrainedWeightsError
 
@@ -40,6 +40,7 @@ ERRORS: Tuple[Tuple[Type[BaseException], Callable[[BaseException], int], Callabl
     (MissingExtraError, lambda e: EXIT_FAILURE, str),
     (ExportCheckError, lambda e: EXIT_FAILURE, str),
     (UnsupportedPrecisionError, lambda e: EXIT_USAGE, str),
+    (InvalidInputError, lambda e: EXIT_USAGE, str),  # an exported model at another --img-size
     (ImageNotFoundError, lambda e: EXIT_USAGE, str),
     (ImageReadError, lambda e: EXIT_FAILURE, str),
     (ClassMappingError, lambda e: EXIT_FAILURE, str),
