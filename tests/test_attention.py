@@ -1,5 +1,6 @@
 """timm_sesk.attention.record: what it records, that it is what the units apply, and that it leaves no trace."""
 import contextlib
+import threading
 
 import pytest
 import timm
@@ -205,6 +206,34 @@ def test_several_passes_keep_the_last_or_accumulate():
         assert last[key].shape[0] == 2 and both[key].shape[0] == 3
         torch.testing.assert_close(both[key][:1], alone[key])
         torch.testing.assert_close(both[key][1:], last[key])
+
+
+def test_a_record_holds_only_the_passes_of_the_thread_that_opened_it():
+    # Hooks belong to the model: a record took every thread's passes on it while it was open.
+    model = _model('sk_resnet18')
+    with torch.no_grad(), record(model) as alone:
+        model(_x(batch=1))
+    both_open, both_ran = threading.Barrier(2, timeout=60), threading.Barrier(2, timeout=60)
+    records = {}
+
+    def run(batch: int) -> None:
+        with torch.no_grad(), record(model, accumulate=True) as rec:
+            both_open.wait()
+            model(_x(batch=batch))
+            both_ran.wait()
+        records[batch] = rec
+    threads = [threading.Thread(target=run, args=(batch,)) for batch in (1, 3)]
+    for thread in threads:
+        thread.start()
+    with torch.no_grad(), record(model, accumulate=True) as idle:
+        for thread in threads:
+            thread.join()
+    assert len(idle) == 0  # a thread that ran nothing recorded nothing
+    assert sorted(records) == [1, 3]
+    for batch, rec in records.items():
+        assert len(rec) == 8 and all(w.shape[0] == batch for w in rec.values())
+    for key in BLOCKS_2222:
+        torch.testing.assert_close(records[1][key], alone[key])
 
 
 @pytest.mark.parametrize('memory_efficient', [False, True])

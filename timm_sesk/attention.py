@@ -14,6 +14,7 @@ block with more than one unit (e.g. SE and SK together, from ``sk_paths`` and ``
 unit's own module name instead (``'layer1.0.se'``, ``'layer1.0.conv2'``), so that keys stay unique.
 """
 import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -145,16 +146,22 @@ class AttentionRecord(Mapping[str, torch.Tensor]):
         self._weights[unit.key] = weights
 
     def _hook(self, unit: AttentionUnit):
+        thread = threading.get_ident()
+
         def hook(module: nn.Module, args: Tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            # A memory-efficient SK unit recomputes its selection during backward: that is no new forward pass.
-            if not is_recomputing():
+            # Hooks belong to the model, so they also see the passes other threads run on it; only the calls of the
+            # thread that opened the record are its own. A memory-efficient SK unit recomputes its selection during
+            # backward: that is no new forward pass.
+            if threading.get_ident() == thread and not is_recomputing():
                 self._add(unit, output)
         return hook
 
 
 @contextlib.contextmanager
 def record(model: nn.Module, accumulate: bool = False) -> Iterator[AttentionRecord]:
-    """Record the SE excitations and SK selection weights of every forward pass run inside the context.
+    """Record the SE excitations and SK selection weights of every forward pass run inside the context, by the thread
+    that entered it: other threads running the same model meanwhile are not recorded (nor are the replicas that
+    ``nn.DataParallel`` runs in threads of its own on several devices).
 
     Hooks are registered on the model's ``AttentionTap`` modules on entry and removed on exit, also when the body
     raises. Works in eval and train mode (a training step records its forward pass once, not again for the
