@@ -41,11 +41,11 @@ timm-contract: $(STAMP)
 
 # Regenerate MODEL_CARD.md from weights/manifest.py (the test suite fails when the two disagree).
 card: $(STAMP)
-	$(PY) -m timm_sesk.weights.card --write MODEL_CARD.md
+	$(PY) docs/card.py --write MODEL_CARD.md
 
 # Regenerate README.md's zoo table from the architectures declared in timm_sesk/models (tested like the card).
 zoo-table: $(STAMP)
-	$(PY) -m timm_sesk.weights.card --zoo-table --write README.md
+	$(PY) docs/card.py --zoo-table --write README.md
 
 clean:
 	rm -rf $(VENV) $(TIMM_TESTS) build *.egg-info

@@ -29,8 +29,8 @@ import torch
 
 import timm_sesk
 from timm_sesk import deploy
-from timm_sesk.data import even_indices, read_image
-from timm_sesk.weights import REFERENCES, read_checkpoint
+from timm_sesk.data import even_indices, image_folder, read_image
+from timm_sesk.weights import REFERENCES, Checkpoint
 
 from .compare import build_variants, check_outputs, interleaved_medians, machine
 
@@ -173,9 +173,8 @@ def _torch_call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]
 def real_images(folder: Path, config: Dict, count: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """``count`` images of an ImageFolder split, spread over its classes, through the eval transform, and labels."""
     from timm.data import create_transform
-    from timm.data.readers.reader_image_folder import find_images_and_targets
 
-    samples, _ = find_images_and_targets(str(folder))
+    samples, _ = image_folder(folder)
     transform = create_transform(**config)
     chosen = [samples[i] for i in even_indices(len(samples), count)]
     images = [transform(read_image(path)) for path, _ in chosen]
@@ -228,7 +227,7 @@ def accuracy_tables(finetuned: Optional[Path], finetuned_sizes: Sequence[int], c
                            calibration, calibration_images, workdir / 'random')
     if finetuned is None:
         return lines
-    state_dict = read_checkpoint(str(finetuned))
+    state_dict = Checkpoint.read(finetuned).state_dict  # a fine-tune of sk_resnet18, in its own layout
     for size in finetuned_sizes:
         model = timm.create_model('sk_resnet18', num_classes=state_dict['fc.weight'].shape[0],
                                   pretrained_cfg_overlay=dict(input_size=(3, size, size))).eval()

@@ -1,5 +1,8 @@
 """The package registers the zoo with timm, each architecture as declared once, and names that are not ours get
 timm's own errors."""
+import ast
+import importlib
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +17,10 @@ from torch import nn
 import timm_sesk
 from timm_sesk.models.archs import ARCHS, FAMILIES, families_of
 from timm_sesk.weights import REFERENCES
-from timm_sesk.weights.card import with_zoo_table
 
-README = Path(__file__).resolve().parents[1] / 'README.md'
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / 'README.md'
+with_zoo_table = runpy.run_path(str(REPO / 'docs' / 'card.py'))['with_zoo_table']  # the generator: a script
 
 
 def _meta(name, **kwargs):
@@ -87,14 +91,18 @@ def test_model_modules_do_not_collide_with_timm():
     assert not set(timm.list_models(module=['senet', 'sknet', 'resnet'])) & set(ARCHS)
 
 
-def test_registration_happens_on_import():
+def test_import_registers_the_models_and_does_nothing_else():
+    # As `python -m timm_sesk` imports it to find the module to run (sys.argv[0] is '-m' then): no signal handler.
     code = (
-        'import timm; assert not timm.is_model("sk_resnet50"); '
-        'import timm_sesk; assert timm.is_model("sk_resnet50"); print("ok")'
+        'import signal, sys, timm; assert not timm.is_model("sk_resnet50"); '
+        'set_handler, calls = signal.signal, []; '
+        'signal.signal = lambda *args: calls.append(args[0]) or set_handler(*args); sys.argv[:] = ["-m"]; '
+        'import timm_sesk, timm_sesk.cli; assert timm.is_model("sk_resnet50"); '
+        'assert signal.getsignal(signal.SIGINT) is signal.default_int_handler; print(calls)'
     )
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == 'ok'
+    assert result.stdout.strip() == '[]'
 
 
 def test_unknown_model_gets_timms_error():
@@ -125,3 +133,35 @@ def test_pretrained_without_weights_accepts_a_local_file(tmp_path):
     model = timm.create_model('sk_resnet26', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     for name, tensor in source.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
+
+
+# The private names of timm and torch the package still relies on, where neither has a public equivalent; each must
+# exist, so that an upgrade that removes one fails here, by name.
+PRIVATE_NAMES = {
+    'timm.models._hub': ('generate_readme',),  # publish: the model card's front matter, as timm's own uploads write it
+    'timm.data.readers.reader_image_folder': ('find_images_and_targets',),  # data: ImageFolder's files and classes
+    'timm.models.sknet': ('SelectiveKernelBottleneck',),  # weights.references: SKNet-26/101's timm reference
+    'torch.fx._symbolic_trace': ('is_fx_tracing',),  # layers._tracing: whether a forward runs under fx
+}
+# What timm exports for others to use (its packages' __init__); anything else of timm's is private.
+_PUBLIC_TIMM = {'timm', 'timm.data', 'timm.layers', 'timm.models', 'timm.optim', 'timm.scheduler', 'timm.utils'}
+
+
+@pytest.mark.parametrize('module', sorted(PRIVATE_NAMES))
+def test_the_private_names_still_used_exist(module):
+    for name in PRIVATE_NAMES[module]:
+        assert hasattr(importlib.import_module(module), name), f'{module}.{name}'
+
+
+def test_no_other_private_name_is_used():
+    used = set()
+    for path in [*REPO.joinpath('timm_sesk').rglob('*.py'), *REPO.joinpath('weights').glob('*.py')]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split('.')[0] in ('timm', 'torch'):
+                for alias in node.names:
+                    module = node.module if not alias.name.startswith('_') else f'{node.module}.{alias.name}'
+                    private = any(part.startswith('_') for part in module.split('.')) or (
+                        module.startswith('timm') and module not in _PUBLIC_TIMM)
+                    if private:
+                        used.add(module)
+    assert used == set(PRIVATE_NAMES)

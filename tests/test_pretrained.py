@@ -175,7 +175,7 @@ def test_missing_keys_are_listed(tmp_path):
 
 
 def test_unknown_hub_repo_is_a_clear_error():
-    with pytest.raises(PretrainedWeightsError, match='the Hub has no such repository or file'):
+    with pytest.raises(PretrainedWeightsError, match='the Hub has no repository nobody/nothing'):
         timm.create_model('sk_resnet18', pretrained=True, pretrained_cfg_overlay=dict(hf_hub_id='nobody/nothing'))
 
 

@@ -26,13 +26,8 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 import timm_sesk
 from timm_sesk.layers import AttentionTap, SelectiveKernel, SelectiveKernelAttn, freeze_sk_attn_norm
-from timm_sesk.weights import (
-    REFERENCES,
-    PretrainedWeightsError,
-    checkpoint_filter_fn,
-    convert_state_dict,
-    create_reference,
-)
+from timm_sesk.loading import checkpoint_filter_fn
+from timm_sesk.weights import REFERENCES, PretrainedWeightsError, convert_state_dict, create_reference
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

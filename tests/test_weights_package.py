@@ -3,6 +3,7 @@
 The pretrained path hands timm a resolved cfg and, for URL sources, the exact file to read (``weights/_pretrained.py``).
 What that relies on in timm is pinned here, so that a timm upgrade that changes it fails loudly.
 """
+import ast
 import os
 import subprocess
 import sys
@@ -54,9 +55,21 @@ def test_resolve_pretrained_cfg_merges_the_overlay_into_the_tag(tmp_path):
 def test_the_public_api_is_what_users_need():
     public = set(timm_sesk.weights.__all__)
     assert all(hasattr(timm_sesk.weights, name) for name in public)
-    assert {'PretrainedWeightsError', 'WEIGHTS', 'check_state_dict', 'read_checkpoint', 'weights_for'} <= public
-    for plumbing in ('fetch_url', 'find_spec', 'resolve_source', 'explain_load_errors', 'url_cache_path'):
+    assert {'PretrainedWeightsError', 'WEIGHTS', 'Checkpoint', 'convert_state_dict', 'weights_for'} <= public
+    for plumbing in ('fetch_url', 'find_spec', 'pretrained_source', 'explained', 'url_cache_path', 'sha256_file'):
         assert not hasattr(timm_sesk.weights, plumbing), plumbing
+
+
+def test_weights_know_weights_not_models():
+    # The models import the weights package (their default_cfgs, the pretrained path); it imports none of them back.
+    models = ('timm_sesk.models', 'timm_sesk.graft', 'timm_sesk.loading', 'timm_sesk.layers', 'timm_sesk.zoo')
+    imported = []
+    for path in sorted((REPO_ROOT / 'weights').glob('*.py')):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ''] if isinstance(node, ast.ImportFrom) else []
+            imported += [f'{path.name}: {name}' for name in names if name.startswith(models)]
+    assert imported == []
 
 
 def test_a_source_checkout_imports_one_weights_package():
@@ -102,7 +115,7 @@ def test_one_checkpoint_reader_for_every_caller(tmp_path):
 
     import safetensors.torch
 
-    from timm_sesk.weights import Checkpoint, CheckpointReadError, read_checkpoint
+    from timm_sesk.weights import Checkpoint, CheckpointReadError
 
     model = timm.create_model('se_resnet18', num_classes=3)
     ema = {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}
@@ -111,17 +124,21 @@ def test_one_checkpoint_reader_for_every_caller(tmp_path):
     torch.save({'epoch': 3, 'arch': 'se_resnet18', 'args': argparse.Namespace(img_size=64, crop_pct=None),
                 'state_dict': {f'module.{k}': v for k, v in model.state_dict().items()}, 'state_dict_ema': ema}, train)
     ckpt = Checkpoint.read(train)
-    assert ckpt.arch == 'se_resnet18' and ckpt.train_args['img_size'] == 64
-    for name, tensor in read_checkpoint(train).items():
-        assert torch.equal(tensor, ema[name]), name  # the EMA weights, prefixes removed, in our layout
+    assert ckpt.arch == 'se_resnet18' and ckpt.train_args['img_size'] == 64 and ckpt.entry == 'state_dict_ema'
+    for name, tensor in ckpt.state_dict.items():
+        assert torch.equal(tensor, ema[name]), name  # the EMA weights, as timm's load_checkpoint takes them
+    plain = Checkpoint.read(train, ema=False)  # the model's own weights, prefixes removed
+    assert plain.entry == 'state_dict' and sorted(plain.state_dict) == sorted(model.state_dict())
+    for name, tensor in plain.state_dict.items():
+        assert torch.equal(tensor, model.state_dict()[name]), name
     # safetensors recognised by its content, whatever the file's name.
     named_pth = tmp_path / 'weights.pth'
     safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, named_pth)
-    assert sorted(read_checkpoint(named_pth)) == sorted(model.state_dict())
+    assert sorted(Checkpoint.read(named_pth).state_dict) == sorted(model.state_dict())
     # Not weights: refused with the file named, never unpickled beyond tensors.
     (tmp_path / 'text.pth').write_text('not a checkpoint')
     torch.save([torch.zeros(1)], tmp_path / 'list.pth')
     torch.save({'fn': os.system}, tmp_path / 'code.pth')
     for bad in ('text.pth', 'list.pth', 'code.pth'):
         with pytest.raises(CheckpointReadError, match=f'cannot read checkpoint {tmp_path / bad}'):
-            read_checkpoint(tmp_path / bad)
+            Checkpoint.read(tmp_path / bad)

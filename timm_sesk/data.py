@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from timm_sesk.errors import ClassMappingError, ImageNotFoundError, ImageReadError
+
 __all__ = [
     'MAX_ASPECT_RATIO',
     'ClassMappingError',
@@ -23,24 +25,13 @@ __all__ = [
     'eval_transform',
     'even_indices',
     'image_files',
+    'image_folder',
     'label_names',
     'read_image',
     'read_label_names',
 ]
 
 _IMAGENET_SYNSET = re.compile(r'^n\d{8}$')
-
-
-class ImageReadError(ValueError):
-    """An image file cannot be decoded."""
-
-
-class ImageNotFoundError(ImageReadError):
-    """An image file does not exist."""
-
-
-class ClassMappingError(ValueError):
-    """An image folder's classes cannot be mapped onto the model's head."""
 
 
 # The longer side of an image may be at most this many times its shorter side. timm's eval transform resizes the
@@ -187,7 +178,7 @@ def class_mapping(classes: List[str], model: Any) -> Tuple[Dict[str, int], str]:
             f'the {len(classes)} class folders ({examples}) are not named after the model\'s classes, and its head '
             f'has {model.num_classes} classes, not {len(classes)}, so they cannot be its classes in head order '
             '(as for a model fine-tuned on these folders)')
-    from timm.utils.misc import natural_key
+    from timm.utils import natural_key
 
     ordered = sorted(classes, key=natural_key)
     return {c: i for i, c in enumerate(ordered)}, "folder order (natural sort) taken as the model's class order"
@@ -203,11 +194,18 @@ def read_label_names(path: Union[str, Path]) -> List[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def image_files(folder: Union[str, Path]) -> List[str]:
-    """Every image under ``folder`` (in class subfolders or not), sorted as timm's ImageFolder sorts them."""
+def image_folder(folder: Union[str, Path]) -> Tuple[List[Tuple[str, int]], List[str]]:
+    """The images under ``folder`` as timm's ImageFolder finds and sorts them, each with its class index, and the
+    class folders in index order (``''`` for images directly in ``folder``)."""
     from timm.data.readers.reader_image_folder import find_images_and_targets
 
-    samples, _ = find_images_and_targets(str(folder))
+    samples, class_to_idx = find_images_and_targets(str(folder))
+    return samples, sorted(class_to_idx, key=class_to_idx.get)
+
+
+def image_files(folder: Union[str, Path]) -> List[str]:
+    """Every image under ``folder`` (in class subfolders or not), sorted as timm's ImageFolder sorts them."""
+    samples, _ = image_folder(folder)
     if not samples:
         raise ImageReadError(f'no images in {folder}')
     return [path for path, _ in samples]

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from timm_sesk.data import even_indices, image_files, read_image
+from timm_sesk.errors import ExportCheckError, InvalidInputError, UnsupportedPrecisionError
 from timm_sesk.extras import require
 from timm_sesk.fuse import fuse
 from timm_sesk.version import __version__
@@ -66,18 +67,6 @@ F32_TOLERANCE = 1e-4
 META_FILE = 'deploy.json'
 DATA_CONFIG_FILE = 'data_config.json'
 _MODEL_FILES = {'onnx': 'model.onnx', 'openvino': 'model.xml'}
-
-
-class ExportCheckError(RuntimeError):
-    """The exported model does not compute the PyTorch model's logits within the tolerance."""
-
-
-class UnsupportedPrecisionError(ValueError):
-    """The runtime or the CPU cannot compute in the requested precision."""
-
-
-class InvalidInputError(ValueError):
-    """An input the exported model cannot take: not a float N x C x H x W batch of its channels and size."""
 
 
 def data_config(model: nn.Module) -> Dict[str, Any]:

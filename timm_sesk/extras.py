@@ -2,16 +2,14 @@
 import importlib
 from typing import Any
 
+from timm_sesk.errors import MissingExtraError
+
 __all__ = ['MissingExtraError', 'require']
 
 # The extra of setup.cfg that installs each optional module.
 _EXTRAS = {
     'matplotlib': 'plot', 'onnx': 'onnx', 'onnxscript': 'onnx', 'onnxruntime': 'onnx', 'openvino': 'openvino',
     'nncf': 'openvino', 'transformers': 'transformers'}
-
-
-class MissingExtraError(ImportError):
-    """An optional dependency is not installed; the message names the ``pip install`` that adds it."""
 
 
 def require(module: str, purpose: str) -> Any:

@@ -2,8 +2,9 @@
 
 ``graft(plain, arch)`` turns a plain ResNet / ResNeXt (timm's ``resnet*``, ``resnext*``, or your own fine-tune of
 one) into one of our SE or SK models whose outputs equal the plain network's, in eval and in training mode, and in
-which every new parameter gets a non-zero gradient within the first two optimizer steps. The ``graft_*`` pretrained
-tags load the plain twin's Hub weights through timm's ``load_pretrained`` with the same code as filter function.
+which every new parameter gets a non-zero gradient within the first two optimizer steps. ``graft_state_dict`` is the
+graft itself: ``timm_sesk.load_weights`` (and so the models' pretrained filter) applies it to weights it finds in a
+plain network's layout, such as the files of the ``graft_*`` tags, the plain twins' Hub weights.
 
 How each unit starts (y is the branch's output before the residual addition):
 
@@ -39,10 +40,11 @@ import timm
 import torch
 from torch import nn
 
+from timm_sesk.errors import NotGraftableError, PretrainedWeightsError
 from timm_sesk.layers import ConvBnAct, SelectiveKernel, SqueezeExcite
+from timm_sesk.loading import PLAIN, load_weights
 from timm_sesk.models.blocks import BasicBlock, Bottleneck
-from timm_sesk.weights import PretrainedWeightsError, convert_state_dict, read_checkpoint
-from timm_sesk.weights.manifest import GRAFT_TAG_PREFIX
+from timm_sesk.weights import Checkpoint, convert_state_dict, unwrap
 
 __all__ = ['SK_CONSTANT', 'NotGraftableError', 'graft', 'graft_state_dict']
 
@@ -50,15 +52,7 @@ __all__ = ['SK_CONSTANT', 'NotGraftableError', 'graft', 'graft_state_dict']
 # post-ReLU activation of the plain path.
 SK_CONSTANT = 0.5
 
-# The plain network's data config, carried over to the grafted model's pretrained_cfg when the plain model has one.
-_DATA_CFG_FIELDS = ('input_size', 'test_input_size', 'crop_pct', 'test_crop_pct', 'crop_mode', 'interpolation',
-                    'mean', 'std', 'license', 'origin_url')
-
 StateDict = Dict[str, torch.Tensor]
-
-
-class NotGraftableError(ValueError):
-    """The architecture (or its configuration) has no exact graft from a plain ResNet."""
 
 
 class _Ledger:
@@ -71,11 +65,12 @@ class _Ledger:
         self.used: Counter = Counter()
 
     def take(self, key: str, source: Optional[str] = None) -> None:
-        """Model tensor ``key`` from plain tensor ``source`` (default: the same key)."""
+        """Model tensor ``key`` from plain tensor ``source`` (default: the same key), as it is (never changed in
+        place: the graft computes new tensors where it changes one)."""
         source = source or key
         self.used[source] += 1
         if source in self.plain:
-            self.out[key] = self.plain[source].clone()
+            self.out[key] = self.plain[source]
 
     def take_module(self, prefix: str, module: nn.Module, source: Optional[str] = None) -> None:
         """Every tensor of ``module`` (at ``prefix``) from the plain tensors under ``source`` (default: ``prefix``)."""
@@ -90,12 +85,13 @@ class _Ledger:
     def fill(self, key: str, value: float) -> None:
         self.out[key] = torch.full_like(self.own[key], value)
 
-    def check(self) -> None:
-        """Raise unless every plain tensor was used exactly once and every model tensor was produced."""
+    def check(self, model_side: bool = True) -> None:
+        """Raise unless every plain tensor was used exactly once and (``model_side``) every model tensor was
+        produced."""
         unused = [k for k in self.plain if not self.used[k]]
         absent = [k for k in self.used if k not in self.plain]
         twice = [k for k, n in self.used.items() if n > 1]
-        missing = [k for k in self.own if k not in self.out]
+        missing = [k for k in self.own if k not in self.out] if model_side else []
         problems = [f'{what}: {", ".join(keys[:12])}' + (f', ... ({len(keys) - 12} more)' if len(keys) > 12 else '')
                     for what, keys in (('plain tensors not used', unused), ('plain tensors missing', absent),
                                        ('plain tensors used twice', twice), ('model tensors not produced', missing))
@@ -125,7 +121,7 @@ def _graft_se(ledger: _Ledger, prefix: str, block: nn.Module, last: str) -> None
     for name in se.fc2.state_dict():
         ledger.fill(f'{prefix}.se.fc2.{name}', 0.0)
     for name in ('weight', 'bias'):
-        ledger.out[f'{prefix}.{last}.bn.{name}'] *= 2
+        ledger.out[f'{prefix}.{last}.bn.{name}'] = ledger.out[f'{prefix}.{last}.bn.{name}'] * 2
 
 
 def _graft_sk_constant(ledger: _Ledger, prefix: str, sk: SelectiveKernel, last_prefix: str, c: float) -> None:
@@ -164,8 +160,8 @@ def _graft_sk_equal_paths(ledger: _Ledger, prefix: str, sk: SelectiveKernel) -> 
         embedded = weight.new_zeros(conv.weight.shape)
         embedded[:, :, border:border + inner, border:border + inner] = weight
         ledger.out[f'{path}.conv.weight'] = embedded
-        for name in sk.paths[i].bn.state_dict():  # a copy of the plain norm: same batch and running statistics
-            ledger.out[f'{path}.bn.{name}'] = ledger.out[f'{prefix}.paths.0.bn.{name}'].clone()
+        for name in sk.paths[i].bn.state_dict():  # the plain norm again: same batch and running statistics
+            ledger.out[f'{path}.bn.{name}'] = ledger.out[f'{prefix}.paths.0.bn.{name}']
     ledger.keep(f'{prefix}.attn', sk.attn)  # random select weights: a_1 != a_2, so the paths drift apart
 
 
@@ -185,7 +181,8 @@ def _check_plain_layout(model: nn.Module, prefix: str, block: nn.Module) -> None
             "than timm's plain ResNets, so no graft from one is exact; graft onto the timm-layout models instead.")
 
 
-def _graft_block(ledger: _Ledger, prefix: str, block: nn.Module, sk_constant: float) -> None:
+def _graft_block(ledger: _Ledger, model: nn.Module, prefix: str, block: nn.Module, sk_constant: float) -> None:
+    """Take the block's plain tensors, then refuse a unit with no exact graft, or compensate the new units."""
     spatial, last = _spatial_and_last(block)
     sk = getattr(block, spatial)
     for name, child in block.named_children():
@@ -196,6 +193,7 @@ def _graft_block(ledger: _Ledger, prefix: str, block: nn.Module, sk_constant: fl
         ledger.take_module(f'{prefix}.{spatial}.paths.0', sk.paths[0], source=f'{prefix}.{spatial}')
     if any(k.startswith(prefix + '.') and k not in ledger.plain for k in ledger.used):
         return  # the plain block lacks tensors: nothing to compensate, and the ledger's check lists them
+    _check_plain_layout(model, prefix, block)
     if isinstance(sk, SelectiveKernel):
         where = f'{prefix}.{spatial}'
         if sk.split_input:
@@ -220,50 +218,49 @@ def graft_state_dict(
 ) -> StateDict:
     """The state dict that makes ``model`` (an SE/SK model of this package) compute the plain network's function.
 
-    This is the ``pretrained_filter_fn`` of the ``graft_*`` tags. New SE/SK parameters keep the model's own random
-    initialisation except where the graft fixes them (zero last SE FC and SK select, constant SK paths).
+    ``timm_sesk.load_weights`` applies it to weights in the plain layout. New SE/SK parameters keep the model's own
+    random initialisation except where the graft fixes them (zero last SE FC and SK select, constant SK paths). The
+    plain tensors are used as they are, never changed in place.
 
     Args:
-        state_dict: The plain network's checkpoint (timm's ResNet layout, or a training checkpoint holding one).
+        state_dict: The plain network's state dict (timm's ResNet layout).
         model: The SE/SK model it is grafted into (its parameters give the new tensors' initial values).
         mapping: Key mapping from the checkpoint's layout to ours (``weights.mapping.MAPPINGS``).
         sk_constant: Value c > 0 every new path of a bottleneck SK unit starts at.
 
     Returns:
-        A state dict with every tensor of ``model``; the stem and head are passed through unchanged, so that timm
-        can adapt them to ``in_chans`` and ``num_classes``.
+        A state dict with every tensor of ``model``; the stem and head are passed through unchanged, to be adapted
+        to ``in_chans`` and ``num_classes`` as they load.
 
     Raises:
-        NotGraftableError: A unit of ``model`` has no exact graft.
-        PretrainedWeightsError: The plain checkpoint does not have the model's trunk.
+        PretrainedWeightsError: The weights are not a plain network's with the model's trunk (checked first).
+        NotGraftableError: They are, and a unit of ``model`` has no exact graft from them.
     """
     if sk_constant <= 0:
         raise ValueError(f'sk_constant must be positive (a ReLU at 0 passes no gradient), got {sk_constant}')
     plain = convert_state_dict(state_dict, mapping)
     ledger = _Ledger(plain, model.state_dict())
     blocks = [(n, m) for n, m in model.named_modules() if isinstance(m, (BasicBlock, Bottleneck))]
+    refused = []
     for prefix, block in blocks:
-        _check_plain_layout(model, prefix, block)
-        _graft_block(ledger, prefix, block, sk_constant)
+        try:
+            _graft_block(ledger, model, prefix, block, sk_constant)
+        except NotGraftableError as e:
+            refused.append(e)
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     stem, classifier = f"{cfg.get('first_conv') or 'conv1'}.", f"{cfg.get('classifier') or 'fc'}."
     in_blocks = tuple(f'{prefix}.' for prefix, _ in blocks)
     for key in plain:  # the stem, the head and other tensors outside the blocks are the plain network's, unchanged
         if not key.startswith(in_blocks) and (key in ledger.own or key.startswith((stem, classifier))):
-            ledger.take(key)  # the stem and head pass even where the model lacks them: timm adapts or drops them
+            ledger.take(key)  # the stem and head pass even where the model lacks them: they are adapted or dropped
     for key in ledger.own:  # a headless plain network (e.g. a backbone): the model's new head keeps its init
         if key.startswith(classifier) and key not in ledger.out:
             ledger.out[key] = ledger.own[key].clone()
+    ledger.check(model_side=False)  # first, whether these are a plain network's weights with the model's trunk
+    if refused:  # they are: a unit of the model has no exact graft from them
+        raise refused[0]
     ledger.check()
     return {**{k: ledger.out[k] for k in ledger.own}, **ledger.out}  # the model's order, then a head it lacks
-
-
-def _plain_state_dict(plain: Union[nn.Module, Mapping[str, Any], str, os.PathLike]) -> StateDict:
-    if isinstance(plain, nn.Module):
-        return plain.state_dict()
-    if isinstance(plain, (str, os.PathLike)):
-        return read_checkpoint(plain)  # the package's one checkpoint reader (weights_only, train.py checkpoints)
-    return convert_state_dict(plain, 'native')  # unwraps training checkpoints ({'state_dict': ...})
 
 
 def graft(
@@ -279,18 +276,17 @@ def graft(
         model = timm_sesk.graft(plain, 'se_resnet152')             # same logits as plain, SE attention untrained
         sk = timm_sesk.graft('output/train/resnext/model_best.pth.tar', 'sk_resnet50', num_classes=10)
 
-    The weights go through timm's ``load_pretrained`` (a state-dict source with the graft as filter function), so
-    ``num_classes``, ``in_chans`` and ``features_only`` behave as with ``pretrained=True``. The model's
-    ``pretrained_cfg`` takes the plain model's data config (mean, std, crop, interpolation) when it has one, and its
-    tag is ``graft_<plain architecture>_<plain tag>``.
+    The model is built with ``timm.create_model`` and the plain weights loaded by ``timm_sesk.load_weights`` in the
+    plain layout, so ``num_classes`` and ``in_chans`` behave as there: another class count gives a new head, other
+    input channels adapt the stem. The model's ``pretrained_cfg`` takes the plain model's data config (mean, std,
+    crop, interpolation) when it has one, and names no pretrained tag.
 
     Args:
         plain: The plain network: a timm ResNet / ResNeXt, its state dict, a training checkpoint holding one, or the
             path of a checkpoint file (safetensors, or PyTorch read with ``weights_only=True``).
         arch: One of our SE/SK architectures with the plain network's trunk (e.g. ``se_resnet152`` for
             ``resnet152``, ``sk_resnet101`` for ``resnext101_32x4d``).
-        **kwargs: ``timm.create_model`` arguments. ``num_classes`` and ``in_chans`` default to the plain network's;
-            another ``num_classes`` gives a new, randomly initialised classifier, as in timm.
+        **kwargs: ``timm.create_model`` arguments. ``num_classes`` and ``in_chans`` default to the plain network's.
 
     Returns:
         The grafted model, in training mode as ``timm.create_model`` returns it.
@@ -300,21 +296,16 @@ def graft(
             their input; use ``sk_split_input=False, sk_keep_3x3=False``).
         PretrainedWeightsError: The plain network's trunk does not match ``arch``'s.
     """
-    state_dict = _plain_state_dict(plain)  # the plain layout: the filter function maps it, once
+    if isinstance(plain, (str, os.PathLike)):
+        plain = Checkpoint.read(plain)  # read once: its head and stem size the model, then it loads
+    state_dict = plain.state_dict() if isinstance(plain, nn.Module) else \
+        plain.state_dict if isinstance(plain, Checkpoint) else unwrap(plain)[0]
     classifier = state_dict.get('fc.weight')
     stem = state_dict.get('conv1.weight', state_dict.get('conv1.0.weight'))
-    plain_cfg = dict(getattr(plain, 'pretrained_cfg', None) or {})
-    overlay = {k: plain_cfg[k] for k in _DATA_CFG_FIELDS if plain_cfg.get(k) is not None}
     if stem is not None:
         kwargs.setdefault('in_chans', stem.shape[1])
-        overlay['input_size'] = (stem.shape[1], *overlay.get('input_size', (3, 224, 224))[1:])
     if classifier is not None:
         kwargs.setdefault('num_classes', classifier.shape[0])
-        overlay['num_classes'] = classifier.shape[0]  # timm keeps the plain head when the model's matches
-    label = str(plain_cfg.get('architecture') or '')  # not its tag: a fine-tune keeps the tag it started from
-    overlay.update(
-        state_dict=state_dict, file=None, url=None, hf_hub_id=None, source=None,
-        tag=f'{GRAFT_TAG_PREFIX}_{label}' if label else GRAFT_TAG_PREFIX)
-    model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    model.pretrained_cfg.pop('state_dict', None)  # keep the checkpoint's tensors out of the model's cfg
+    model = timm.create_model(arch, **kwargs)
+    load_weights(model, plain, layout=PLAIN)
     return model

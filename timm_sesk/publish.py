@@ -1,38 +1,35 @@
 """Turn a model, and optionally a fine-tuned checkpoint, into a folder ready for the Hugging Face Hub.
 
-The folder holds what timm's ``hf-hub:`` loader reads: ``model.safetensors`` (with provenance metadata),
-``config.json`` in timm's format, written by timm's ``save_config_for_hf``, and a ``README.md`` model card with YAML
-front matter, written by timm's ``generate_readme``. After ``import timm_sesk``,
-``timm.create_model('hf-hub:<org>/<repo>', pretrained=True)`` loads it back.
+The folder holds what timm's ``hf-hub:`` loader reads: ``model.safetensors`` and ``config.json`` in timm's format,
+written by timm's ``save_for_hf`` (the weights then saved again with provenance metadata, and ``num_classes`` taken
+out of the config's ``model_args``), and a ``README.md`` model card with YAML front matter, written by timm's
+``generate_readme``. After ``import timm_sesk``, ``timm.create_model('hf-hub:<org>/<repo>', pretrained=True)`` loads
+it back. timm's ``push_to_hf_hub`` would upload its own files, without the metadata and with ``num_classes`` twice, so
+``upload_hub_folder`` uploads this folder with huggingface_hub.
 """
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import safetensors.torch
 import timm
-from timm.models._hub import generate_readme, save_config_for_hf
+import torch
+from timm.models import save_for_hf
+from timm.models._hub import generate_readme
 from torch import nn
 
-from timm_sesk.checkpoint import mark_finetuned
+from timm_sesk.loading import load
 from timm_sesk.models.archs import FAMILIES, families_of
 from timm_sesk.version import __version__
-from timm_sesk.weights import REFERENCES, WeightSpec, check_state_dict, read_checkpoint
-from timm_sesk.weights._pretrained import find_spec
+from timm_sesk.weights import REFERENCES, WeightSpec
+from timm_sesk.weights._pretrained import find_spec, sha256_file
 from timm_sesk.zoo import count_gmacs
 
 __all__ = ['export_hub_folder', 'upload_hub_folder']
 
 _PLACEHOLDER = 'hf-hub:ORG/NAME'
-
-
-def _sha256(path: Union[str, Path]) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
+# create_model arguments that choose weights or where they are cached, not the architecture: not for config.json.
+_NOT_MODEL_ARGS = ('num_classes', 'pretrained_cfg', 'pretrained_cfg_overlay', 'cache_dir')
 
 
 def _usage(name: str) -> str:
@@ -66,11 +63,17 @@ def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[
     return details
 
 
-def _save_config(model: nn.Module, path: Path, model_config: Optional[Dict[str, Any]]) -> None:
-    """timm's ``config.json``, without ``num_classes`` in ``model_args``: the root ``num_classes`` already gives it to
-    timm, and transformers' ``TimmWrapperForImageClassification`` passes it to ``create_model`` itself (so a second
-    copy fails with "got multiple values for keyword argument 'num_classes'")."""
-    save_config_for_hf(model, str(path), model_config=model_config)
+def _save(model: nn.Module, out: Path, model_args: Dict[str, Any], model_config: Optional[Dict[str, Any]],
+          metadata: Dict[str, str]) -> None:
+    """timm's ``save_for_hf``, then the weights saved again with ``metadata``, and ``config.json`` without
+    ``num_classes`` in ``model_args``: the root ``num_classes`` already gives it to timm, and transformers'
+    ``TimmWrapperForImageClassification`` passes it to ``create_model`` itself (so a second copy fails with "got
+    multiple values for keyword argument 'num_classes'")."""
+    save_for_hf(model, str(out), model_config=model_config, safe_serialization=True,
+                model_args={k: v for k, v in model_args.items() if k not in _NOT_MODEL_ARGS} or None)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(state, str(out / 'model.safetensors'), metadata=metadata)
+    path = out / 'config.json'
     config = json.loads(path.read_text())
     config.get('model_args', {}).pop('num_classes', None)
     path.write_text(json.dumps(config, indent=2))
@@ -100,8 +103,8 @@ def export_hub_folder(
         license: Licence of the exported weights (default: the pretrained tag's, or ``apache-2.0``).
         repo_id: Hub repository the folder is meant for, used in the card's usage example.
         model: The model to export, already holding its weights (``checkpoint`` then only names their file, for
-            its sha256). A model whose pretrained cfg has no tag (``timm_sesk.checkpoint.mark_finetuned``) is
-            described as fine-tuned, or random without a checkpoint, not as the tag's weights.
+            its sha256), as ``timm_sesk.load`` returns it: a model whose pretrained cfg names no tag is described as
+            fine-tuned, or random without a checkpoint, not as the tag's weights.
 
     Returns:
         The folder.
@@ -110,16 +113,11 @@ def export_hub_folder(
         raise ValueError('name the dataset the checkpoint was fine-tuned on (dataset=...), for the model card')
     model_args = dict(model_args or {})
     if model is None:
-        model = timm.create_model(model_name, pretrained=checkpoint is None, **model_args)
-        if checkpoint is not None:
-            state_dict = read_checkpoint(checkpoint)
-            check_state_dict(state_dict, model, source=f'checkpoint {checkpoint}')
-            model.load_state_dict(state_dict)
-            mark_finetuned(model)  # its cfg must not name the tag whose weights it no longer holds
+        model, _ = load(model_name, checkpoint=checkpoint, **model_args)
     model = model.eval()
     arch = model.pretrained_cfg['architecture']
     spec = find_spec(model.pretrained_cfg)
-    checkpoint_sha = _sha256(checkpoint) if checkpoint is not None else None
+    checkpoint_sha = sha256_file(checkpoint) if checkpoint is not None else None
     dataset = dataset or 'imagenet-1k'
     license = license or (spec.license if spec is not None else 'apache-2.0')
 
@@ -135,15 +133,14 @@ def export_hub_folder(
     }
     if checkpoint_sha:
         metadata['finetuned_checkpoint_sha256'] = checkpoint_sha
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    safetensors.torch.save_file(state, str(out / 'model.safetensors'), metadata=metadata)
-    model_config = {'label_names': label_names} if label_names else None
-    _save_config(model, out / 'config.json', model_config)
+    _save(model, out, model_args, {'label_names': label_names} if label_names else None, metadata)
 
     # The families of the model as built (model_args can add SE to an SK model, or switch it off).
     families = [FAMILIES[key] for key in families_of(model)]
     papers = {'Paper': '; '.join(f'{f.paper_name}, {f.paper_url}' for f in families)} if families else {}
     input_size = tuple(model.pretrained_cfg['input_size'])
+    with torch.device('meta'):  # the structure only, for its GMACs
+        structure = timm.create_model(arch, **model_args)
     card = {
         'tags': ['image-classification', 'timm', 'timm_sesk', *(f.hub_tag for f in families)],
         'license': license,
@@ -153,7 +150,7 @@ def export_hub_folder(
             'Model Type': 'Image classification / feature backbone',
             'Model Stats': {
                 'Params (M)': round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-                'GMACs': round(count_gmacs(timm.create_model(arch, device='meta', **model_args), input_size), 2),
+                'GMACs': round(count_gmacs(structure, input_size), 2),
                 'Image size': f'{input_size[-2]} x {input_size[-1]}',
             },
             **papers,

@@ -1,20 +1,22 @@
-"""The one pass from ``timm.create_model(name, pretrained=True)`` to a weight file. Private: not part of the API.
+"""From a resolved pretrained cfg to a weight file, and the one place where failing to get it becomes an error naming
+the weights and the fix. Private: not part of the API.
 
-1. The pretrained cfg is resolved once, by timm's public ``resolve_pretrained_cfg`` (tag, cfg and overlay).
-2. A cfg whose only weight location is a URL is downloaded here, not by timm: into a cache of ours, its sha256 checked
-   (hashlib) against the manifest's pin before the file takes its place there. The build then gets the overlay
-   ``file=<that path>``, and timm's ``load_pretrained`` reads exactly that file: in timm a ``file`` outranks ``url``
-   and ``hf_hub_id`` (``tests/test_weights_package.py`` pins it). Nothing depends on where torch.hub would cache it.
-3. Every other source (Hub, file, state dict, local folder) stays with timm's loader; huggingface_hub downloads Hub
-   files and raises typed errors.
-4. Failures become one ``PretrainedWeightsError`` naming the weights and the fix. They are told apart by exception
-   type, and a checkpoint that cannot be read by reading the local file again ourselves, never by the wording of
-   torch's or timm's messages.
+1. A cfg whose only weight location is a URL is downloaded here, not by timm: into a cache of ours, its sha256
+   computed as it streams in and checked against the manifest's pin before the file takes its place there. The cfg
+   then gets ``file=<that path>``, and timm's ``load_pretrained`` reads exactly that file: in timm a ``file``
+   outranks ``url`` and ``hf_hub_id`` (``tests/test_weights_package.py`` pins it). Nothing depends on where torch.hub
+   would cache it. (torch's ``download_url_to_file`` would do the download, but it hashes in a second pass and has no
+   timeout.)
+2. Every other source (Hub, file, state dict, local folder) stays with timm's loader; huggingface_hub downloads Hub
+   files, falls back to its cache where the Hub cannot be reached, and raises typed errors.
+3. ``explained`` turns failures into one ``PretrainedWeightsError`` naming the weights and the fix. They are told
+   apart by exception type, and a checkpoint that cannot be read by reading the local file again ourselves, never by
+   the wording of torch's or timm's messages.
 
 URL cache: ``<torch.hub.get_dir()>/checkpoints/timm_sesk/<16 hex digits of the URL's sha256>/<file name>``, or the same
-below ``cache_dir`` when ``create_model`` is given one: a folder per URL, so that two URLs ending in the same name never
-share a file. A file is put there only once it has downloaded whole and, where pinned, matched its pin; a file found
-there is used as is.
+below ``cache_dir`` when one is given: a folder per URL, so that two URLs ending in the same name never share a file.
+A file is put there only once it has downloaded whole and, where pinned, matched its pin; a file found there is used
+as is.
 
 Pins come only from the manifest (``WeightSpec.hash_prefix``), for the tag's own URL. A URL passed in
 ``pretrained_cfg_overlay`` is not pinned, whatever its name looks like: ``-<hex>.`` is a sha256 prefix only where its
@@ -22,14 +24,14 @@ publisher says so. It must still be a tensors-only checkpoint that fits the mode
 check its sha256 and pass ``pretrained_cfg_overlay=dict(file=...)``.
 """
 import contextlib
-import dataclasses
 import hashlib
 import http.client
 import os
 import pickletools
+import urllib.request
 import uuid
 import zipfile
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 from urllib.error import URLError
 from urllib.parse import urlparse
 
@@ -37,31 +39,43 @@ import torch
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import (
     EntryNotFoundError,
+    HfHubHTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from timm.models import load_state_dict, resolve_pretrained_cfg
+from timm.models import load_state_dict
 
-from .errors import PretrainedWeightsError
+from timm_sesk.errors import PretrainedWeightsError
+
 from .manifest import WEIGHTS, WeightSpec
 
-__all__ = ['fetch_url', 'find_spec', 'pretrained_weights', 'url_cache_path']
+__all__ = ['explained', 'fetch_url', 'find_spec', 'pretrained_source', 'sha256_file', 'url_cache_path']
 
 # The cached Hub files that may be the checkpoint timm read, looked at when a load fails (not config.json, README).
 _CHECKPOINT_SUFFIXES = ('.safetensors', '.bin', '.pth', '.pt', '.tar', '.ckpt')
 _PICKLED_GLOBALS = ('GLOBAL', 'INST', 'STACK_GLOBAL')  # the pickle opcodes that name a Python object to construct
+_BLOCK = 1 << 20
 
 
-def find_spec(pretrained_cfg: Dict[str, Any]) -> Optional[WeightSpec]:
-    """The manifest entry a resolved pretrained cfg loads, or None for other sources (e.g. a timm_sesk Hub export)."""
+def find_spec(pretrained_cfg: Mapping[str, Any]) -> Optional[WeightSpec]:
+    """The manifest entry a pretrained cfg loads, or None for other sources (e.g. a timm_sesk Hub export)."""
     name = f"{pretrained_cfg.get('architecture')}.{pretrained_cfg.get('tag')}"
     spec = next((w for w in WEIGHTS if w.name == name), None)
     hub_id = pretrained_cfg.get('hf_hub_id')
     if spec is not None and hub_id and hub_id != spec.hf_hub_id:
         return None  # same tag name, another Hub repository: weights saved by timm_sesk itself
     return spec
+
+
+def sha256_file(path: Union[str, os.PathLike]) -> str:
+    """The sha256 hex digest of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(_BLOCK), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def url_cache_path(url: str, cache_dir: Optional[str] = None) -> str:
@@ -75,11 +89,19 @@ def url_cache_path(url: str, cache_dir: Optional[str] = None) -> str:
     return os.path.join(str(root), 'timm_sesk', hashlib.sha256(url.encode()).hexdigest()[:16], name)
 
 
-def _sha256(path: str) -> str:
+def _download(url: str, path: str, progress: bool) -> str:
+    """Stream ``url`` into ``path``, hashing as it writes (one pass); returns the sha256 hex digest."""
+    from tqdm import tqdm
+
     digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
+    request = urllib.request.Request(url, headers={'User-Agent': 'timm_sesk'})
+    with urllib.request.urlopen(request) as response, open(path, 'wb') as f:
+        size = int(response.headers.get('Content-Length') or 0) or None
+        with tqdm(total=size, unit='B', unit_scale=True, unit_divisor=1024, disable=not progress) as bar:
+            for block in iter(lambda: response.read(_BLOCK), b''):
+                f.write(block)
+                digest.update(block)
+                bar.update(len(block))
     return digest.hexdigest()
 
 
@@ -99,8 +121,7 @@ def fetch_url(url: str, pin: Optional[str], what: str, cache_dir: Optional[str] 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     partial = f'{path}.{uuid.uuid4().hex}.part'  # one per process: concurrent loads never write the same file
     try:
-        torch.hub.download_url_to_file(url, partial, progress=progress)
-        digest = _sha256(partial)
+        digest = _download(url, partial, progress)
         if pin and not digest.startswith(pin.lower()):
             raise PretrainedWeightsError(
                 f'refused {url} for {what}: its sha256 {digest[:len(pin)]}... does not start with the pinned {pin}, '
@@ -176,11 +197,13 @@ def _cached_hub_files(hub_id: str, cache_dir: Optional[str]) -> List[str]:
     ]
 
 
-def _unreadable_file(cfg: Any, fetched: Optional[str], cache_dir: Optional[str]) -> Optional[Tuple[str, str, str]]:
+def _unreadable_file(cfg: Mapping[str, Any], fetched: bool,
+                     cache_dir: Optional[str]) -> Optional[Tuple[str, str, str]]:
     """``(path, why, fix)`` for the first local file the cfg names that cannot be read, or None."""
-    candidates = [(cfg.file, fetched is not None)] if cfg.file and os.path.isfile(cfg.file) else []
-    if cfg.hf_hub_id:
-        candidates += [(path, True) for path in _cached_hub_files(cfg.hf_hub_id, cache_dir)]
+    file, hub_id = cfg.get('file'), cfg.get('hf_hub_id')
+    candidates = [(file, fetched)] if file and os.path.isfile(file) else []
+    if hub_id:
+        candidates += [(path, True) for path in _cached_hub_files(hub_id, cache_dir)]
     for path, downloaded in candidates:
         unreadable = _why_unreadable(path, downloaded)
         if unreadable is not None:
@@ -197,6 +220,62 @@ def _hub_fetch_hint(hub_id: str, filename: Optional[str]) -> str:
             f'{filename or "model.safetensors"}")')
 
 
+@contextlib.contextmanager
+def explained(what: str, cfg: Mapping[str, Any], fetched: bool = False,
+              cache_dir: Optional[str] = None) -> Iterator[None]:
+    """Turn a failure to get or read the weights ``cfg`` names into one ``PretrainedWeightsError`` naming them and
+    the fix (an error of another kind, a bug, passes unchanged).
+
+    Args:
+        what: The weights, as messages name them (``pretrained weights for sk_resnet18.ra_in1k``, ``hf-hub:ORG/NAME``).
+        cfg: Their pretrained cfg (``hf_hub_id``, ``hf_hub_filename``, ``file``, ``url``), or as much as is known.
+        fetched: ``cfg['file']`` was downloaded from its URL here.
+        cache_dir: The Hub cache in use, where not the default.
+    """
+    hub_id, filename, file = cfg.get('hf_hub_id') or '', cfg.get('hf_hub_filename'), cfg.get('file')
+    where = f'hf-hub:{hub_id}' if hub_id and not file else (file or cfg.get('url'))
+    named = f'{what} ({where})' if where and where not in what else what
+    repo = hub_id.partition('@')[0]
+    try:
+        yield
+    except PretrainedWeightsError:
+        raise
+    except LocalEntryNotFoundError as e:  # a FileNotFoundError too: before it
+        raise PretrainedWeightsError(
+            f'{named} are not in the local Hugging Face cache, and the Hub cannot be reached (offline mode or no '
+            f'network). To get them, {_hub_fetch_hint(hub_id, filename)}.') from e
+    except RepositoryNotFoundError as e:
+        raise PretrainedWeightsError(
+            f'{named}: the Hub has no repository {repo} (or it is private or gated: log in with `hf auth login`). '
+            f'Check the model name and tag (timm.list_pretrained()) or the Hub id you passed.') from e
+    except RevisionNotFoundError as e:
+        raise PretrainedWeightsError(
+            f'{named}: the Hub repository {repo} has no revision {hub_id.partition("@")[2] or "main"!r}.') from e
+    except EntryNotFoundError as e:
+        raise PretrainedWeightsError(
+            f'{named}: the Hub repository {repo} has no {filename or "such file"} (a timm model repository holds '
+            f'config.json and its weights).') from e
+    except OfflineModeIsEnabled as e:
+        raise PretrainedWeightsError(
+            f'{named} need a download, but offline mode is on (HF_HUB_OFFLINE). To get them, '
+            f'{_hub_fetch_hint(hub_id, filename)}.') from e
+    except FileNotFoundError as e:
+        if not file or os.path.exists(file):
+            raise
+        raise PretrainedWeightsError(
+            f'{what}: no checkpoint file at {file}. Pass the path of an existing checkpoint in '
+            f'pretrained_cfg_overlay=dict(file=...).') from e
+    except HfHubHTTPError as e:  # any other answer of the Hub's (rate limit, server error, ...)
+        raise PretrainedWeightsError(f'{what}: the Hub refused it: {str(e).splitlines()[0]}') from e
+    except Exception as e:  # torch's read errors have no telling type: read the local file again to tell
+        unreadable = _unreadable_file(cfg, fetched, cache_dir)
+        if unreadable is None:
+            raise
+        path, why, fix = unreadable
+        raise PretrainedWeightsError(
+            f'{what}: {path} is not a readable checkpoint ({why}). Nothing was loaded. {fix}') from e
+
+
 def _no_weights(variant: str) -> PretrainedWeightsError:
     from . import archs_with_weights  # the package's own helper; this module loads before the package is complete
 
@@ -207,55 +286,26 @@ def _no_weights(variant: str) -> PretrainedWeightsError:
 
 
 @contextlib.contextmanager
-def pretrained_weights(variant: str, kwargs: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
-    """Prepare a pretrained build: yields the ``build_model_with_cfg`` keyword arguments to build it with.
+def pretrained_source(cfg: Mapping[str, Any], cache_dir: Optional[str] = None) -> Iterator[Dict[str, Any]]:
+    """Prepare loading the weights a resolved pretrained cfg names: yields the cfg to load them with.
 
-    A URL-only source is fetched and verified first and handed to timm as ``file``; failures of the build inside the
-    ``with`` block become a ``PretrainedWeightsError`` naming the weights and the fix.
+    A URL-only source is fetched and verified first and handed to timm as ``file``; failures inside the ``with``
+    block become a ``PretrainedWeightsError`` naming the weights and the fix (``explained``).
 
     Args:
-        variant: Registered model name.
-        kwargs: The entrypoint's keyword arguments (``pretrained_cfg``, ``pretrained_cfg_overlay``, ``cache_dir``, ...).
+        cfg: The resolved pretrained cfg (a dict, as ``model.pretrained_cfg``).
+        cache_dir: Cache root for downloads, where not the default.
     """
-    overlay = dict(kwargs.get('pretrained_cfg_overlay') or {})
-    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.get('pretrained_cfg'), pretrained_cfg_overlay=overlay)
-    if not (cfg.has_weights or cfg.state_dict):
+    cfg = dict(cfg)
+    variant, tag = cfg.get('architecture'), cfg.get('tag')
+    if not any(cfg.get(k) for k in ('file', 'url', 'hf_hub_id', 'state_dict')):
         raise _no_weights(variant)
-    what = f'pretrained weights for {variant}' + (f'.{cfg.tag}' if cfg.tag else '')
-    cache_dir = kwargs.get('cache_dir')
-    fetched = None
-    if cfg.url and not (cfg.file or cfg.hf_hub_id or cfg.state_dict):  # the URL is the only location: no ranking
-        spec = find_spec({'architecture': cfg.architecture, 'tag': cfg.tag})
-        fetched = fetch_url(cfg.url, spec.hash_prefix if spec and spec.url == cfg.url else None, what, cache_dir)
-        kwargs = {**kwargs, 'pretrained_cfg_overlay': {**overlay, 'file': fetched}}
-        cfg = dataclasses.replace(cfg, file=fetched)
-    where = f'hf-hub:{cfg.hf_hub_id}' if cfg.hf_hub_id and not cfg.file else (cfg.file or cfg.url)
-    try:
-        yield kwargs
-    except PretrainedWeightsError:
-        raise
-    except LocalEntryNotFoundError as e:  # a FileNotFoundError too: before it
-        raise PretrainedWeightsError(
-            f'{what} ({where}) are not in the local Hugging Face cache, and the Hub cannot be reached (offline mode '
-            f'or no network). To get them, {_hub_fetch_hint(cfg.hf_hub_id, cfg.hf_hub_filename)}.') from e
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
-        raise PretrainedWeightsError(
-            f'{what}: the Hub has no such repository or file ({where}; {type(e).__name__}). Check the model name '
-            f'and tag (timm.list_pretrained("{variant}*")) or the hf_hub_id you passed.') from e
-    except OfflineModeIsEnabled as e:
-        raise PretrainedWeightsError(
-            f'{what} ({where}) need a download, but offline mode is on (HF_HUB_OFFLINE). To get them, '
-            f'{_hub_fetch_hint(cfg.hf_hub_id or "", cfg.hf_hub_filename)}.') from e
-    except FileNotFoundError as e:
-        if not cfg.file or os.path.exists(cfg.file):
-            raise
-        raise PretrainedWeightsError(
-            f'{what}: no checkpoint file at {cfg.file}. Pass the path of an existing checkpoint in '
-            f'pretrained_cfg_overlay=dict(file=...).') from e
-    except Exception as e:  # torch's read errors have no telling type: read the local file again to tell
-        unreadable = _unreadable_file(cfg, fetched, cache_dir)
-        if unreadable is None:
-            raise
-        path, why, fix = unreadable
-        raise PretrainedWeightsError(
-            f'{what}: {path} is not a readable checkpoint ({why}). Nothing was loaded. {fix}') from e
+    what = f'pretrained weights for {variant}' + (f'.{tag}' if tag else '')
+    fetched = False
+    if cfg.get('url') and not any(cfg.get(k) for k in ('file', 'hf_hub_id', 'state_dict')):  # the URL is the one
+        spec = find_spec(cfg)
+        cfg['file'] = fetch_url(cfg['url'], spec.hash_prefix if spec and spec.url == cfg['url'] else None, what,
+                                cache_dir)
+        fetched = True
+    with explained(what, cfg, fetched, cache_dir):
+        yield cfg

@@ -8,16 +8,11 @@ from typing import Optional, Tuple
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-__all__ = [
-    'GRAFT_TAG_PREFIX', 'NOT_GRAFTABLE', 'NO_WEIGHTS', 'WEIGHTS', 'ReportedAccuracy', 'WeightSpec', 'is_graft_tag']
+__all__ = ['GRAFT_TAG_PREFIX', 'NOT_GRAFTABLE', 'NO_WEIGHTS', 'WEIGHTS', 'ReportedAccuracy', 'WeightSpec']
 
-# Tags named graft_* hold a plain ResNet's weights, grafted onto the SE/SK model as they load (timm_sesk.graft).
+# Tags named graft_<plain network> hold a plain network's weights, grafted onto the SE/SK model as they load: the
+# loader finds them in the plain layout (timm_sesk.loading) and grafts them (timm_sesk.graft).
 GRAFT_TAG_PREFIX = 'graft'
-
-
-def is_graft_tag(tag: Optional[str]) -> bool:
-    """Whether a pretrained tag loads a plain network's weights through the graft."""
-    return bool(tag) and (tag == GRAFT_TAG_PREFIX or tag.startswith(GRAFT_TAG_PREFIX + '_'))
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,7 @@ class WeightSpec:
     @property
     def is_graft(self) -> bool:
         """The weights are a plain network's (``trained_as``), grafted: SE/SK attention untrained."""
-        return is_graft_tag(self.tag)
+        return self.tag.startswith(f'{GRAFT_TAG_PREFIX}_')
 
     @property
     def source(self) -> str:

@@ -2,18 +2,15 @@
 
 Each mapping is a pure function of the state dict: it renames keys and reshapes tensors, and never drops one. The one
 tensor ever added is a zero bias where a source's SE layers have none, which computes the same function. Whether the
-result fits a model exactly is checked separately, by ``check_state_dict``.
+result fits a model exactly is ``fit``'s to say.
 """
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Mapping, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
-from timm.models import clean_state_dict
 
-from .errors import PretrainedWeightsError
-
-__all__ = ['MAPPINGS', 'Fit', 'check_state_dict', 'convert_state_dict', 'fit']
+__all__ = ['MAPPINGS', 'Fit', 'classifier_size', 'convert_state_dict', 'fit']
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -115,7 +112,7 @@ def senet_pytorch(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     for key in [k for k in out if k.endswith(('.se.fc1.weight', '.se.fc2.weight'))]:
         bias = key[:-len('weight')] + 'bias'
         if bias not in out:
-            out[bias] = torch.zeros(out[key].shape[0], dtype=out[key].dtype)
+            out[bias] = out[key].new_zeros(out[key].shape[0])
     return out
 
 
@@ -129,24 +126,12 @@ MAPPINGS: Dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
 }
 
 
-# Training checkpoints nest the weights under one of these keys; timm prefers the EMA weights, and so do we.
-_NESTED_KEYS = ('state_dict_ema', 'model_ema', 'state_dict', 'model')
-
-
-def _weights_of(checkpoint: Mapping[str, object]) -> StateDict:
-    for key in _NESTED_KEYS:
-        nested = checkpoint.get(key)
-        if isinstance(nested, Mapping):
-            return _weights_of(nested)
-    # DDP ('module.') and torch.compile ('_orig_mod.') wrappers prefix every key.
-    return clean_state_dict(dict(checkpoint))
-
-
-def convert_state_dict(checkpoint: Mapping[str, object], mapping: str) -> StateDict:
-    """Apply the named mapping to a checkpoint.
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor], mapping: str) -> StateDict:
+    """Apply the named mapping to a state dict.
 
     Args:
-        checkpoint: State dict in the source layout, or a training checkpoint holding one.
+        state_dict: State dict in the source layout (``timm_sesk.weights.unwrap`` takes one out of a training
+            checkpoint).
         mapping: A key of ``MAPPINGS``.
 
     Returns:
@@ -154,7 +139,20 @@ def convert_state_dict(checkpoint: Mapping[str, object], mapping: str) -> StateD
     """
     if mapping not in MAPPINGS:
         raise KeyError(f'unknown key mapping {mapping!r}; known: {sorted(MAPPINGS)}')
-    return MAPPINGS[mapping](_weights_of(checkpoint))
+    return MAPPINGS[mapping](state_dict)
+
+
+def classifier_size(state_dict: Mapping[str, torch.Tensor]) -> Optional[int]:
+    """Classes of a checkpoint's classifier, in whichever of the layouts of ``MAPPINGS`` it is; None where it has
+    none (a backbone)."""
+    for convert in MAPPINGS.values():
+        try:
+            weight = convert(state_dict).get('fc.weight')
+        except ValueError:  # the mapping sends two keys to one: not this layout
+            continue
+        if weight is not None and weight.ndim == 2:
+            return int(weight.shape[0])
+    return None
 
 
 def _describe(keys: List[str], limit: int = 20) -> str:
@@ -189,6 +187,14 @@ class Fit:
                 parts.append(f'{len(keys)} {what}{plural} ({", ".join(keys[:examples])}{more})')
         return ', '.join(parts) or 'it fits'
 
+    def explain(self, source: str, model: str) -> str:
+        """Why ``source`` does not load into a ``model``, every key listed (up to 20 of each kind), and the fix."""
+        problems = [f'{what}: {_describe(keys)}' for what, keys in (
+            ('missing keys', self.missing), ('unexpected keys', self.unexpected),
+            ('shape mismatches (checkpoint vs model)', self.mismatched)) if keys]
+        return (f'{source} does not fit {model} exactly, so nothing was loaded; ' + '; '.join(problems)
+                + '. Check that the checkpoint was trained for this architecture and that its key mapping is right.')
+
 
 def fit(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size],
         adaptable: Iterable[str] = ()) -> Fit:
@@ -200,34 +206,3 @@ def fit(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Siz
         unexpected=[k for k in state_dict if k not in expected and not k.startswith(adaptable)],
         mismatched=[f'{k} {tuple(state_dict[k].shape)} vs {tuple(shape)}' for k, shape in expected.items()
                     if k in state_dict and state_dict[k].shape != shape and not k.startswith(adaptable)])
-
-
-def check_state_dict(
-        state_dict: Mapping[str, torch.Tensor],
-        model: torch.nn.Module,
-        adaptable: Iterable[str] = (),
-        source: str = 'checkpoint',
-) -> None:
-    """Raise unless ``state_dict`` has exactly the model's keys, with the model's shapes.
-
-    Args:
-        state_dict: Checkpoint in timm_sesk's layout.
-        model: Model it must load into.
-        adaptable: Prefixes whose tensors may differ in shape (or be absent from the model): the first conv, adapted
-            to ``in_chans``, and the classifier, replaced for ``num_classes``.
-        source: Name of the checkpoint for the message.
-    """
-    result = fit(state_dict, {k: v.shape for k, v in model.state_dict().items()}, adaptable)
-    missing, unexpected, mismatched = result.missing, result.unexpected, result.mismatched
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f'missing keys: {_describe(missing)}')
-        if unexpected:
-            problems.append(f'unexpected keys: {_describe(unexpected)}')
-        if mismatched:
-            problems.append(f'shape mismatches (checkpoint vs model): {_describe(mismatched)}')
-        raise PretrainedWeightsError(
-            f'{source} does not fit {type(model).__name__} exactly, so nothing was loaded; '
-            + '; '.join(problems)
-            + '. Check that the checkpoint was trained for this architecture and that its key mapping is right.')

@@ -70,6 +70,6 @@ def create_reference(arch: str, **kwargs) -> nn.Module:
     ref = REFERENCES[arch]
     if ref.registered:
         return timm.create_model(ref.name, pretrained=False, **kwargs)
-    from timm.models.resnet import ResNet
+    from timm.models import ResNet
     from timm.models.sknet import SelectiveKernelBottleneck
     return ResNet(block=SelectiveKernelBottleneck, **ref.timm_kwargs, **kwargs)

@@ -11,17 +11,16 @@ from timm_sesk.extras import require
 from timm_sesk.zoo import min_input_size
 
 from .errors import PROG, CliError
-from .options import HelpFormatter, check_at_least, check_model_name, check_output_file, load_model
+from .options import HelpFormatter, check_at_least, check_model_name, check_output_file, load_model, model_options
 
 __all__ = ['add_parser', 'run']
 
 _MAX_PIXELS = 65535  # matplotlib's (Agg's) largest image side
 
 
-def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
+def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = commands.add_parser(
-        'attention', parents=[parents['model']], help='plot the SE / SK attention of a model on images',
-        formatter_class=HelpFormatter,
+        name, parents=[model_options()], help=summary, formatter_class=HelpFormatter,
         description='Run images through the model and plot the attention its units apply, from '
                     'timm_sesk.attention.record.\n\nSK models: the mean selection weight of each path (kernel) in '
                     'every SK unit, input to output, one line per image and scale, as in the SKNet paper\'s '
@@ -78,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(Path(args.json), '--json')
     images = [(path, read_image(path)) for path in args.images]
     require('matplotlib', 'the attention plot')  # before minutes of loading and running the model
-    model, weights = load_model(args)
+    model, report = load_model(args)
+    weights = str(report)
     if not find_units(model):
         raise CliError(f'{args.model} has no SE or SK unit to show (were they switched off by --model-kwarg?)')
     smallest = min_input_size(model)

@@ -18,13 +18,13 @@ from .options import HelpFormatter, check_at_least, check_model_name
 __all__ = ['add_parser', 'run']
 
 
-def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
+def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) -> None:
     # The benchmark's docstring: its summary, then what it measures (its paragraphs of `python -m` examples are
     # replaced by this command's).
-    summary, *details = (p for p in compare.__doc__.strip().split('\n\n') if not p.startswith(' '))
+    first, *details = (p for p in compare.__doc__.strip().split('\n\n') if not p.startswith(' '))
     p = commands.add_parser(
-        'bench', help='throughput and memory against timm (benchmarks/compare.py)', formatter_class=HelpFormatter,
-        description='\n\n'.join([summary, *(' '.join(d.split()).replace('``', '') for d in details)]),
+        name, help=summary, formatter_class=HelpFormatter,
+        description='\n\n'.join([first, *(' '.join(d.split()).replace('``', '') for d in details)]),
         epilog=f'examples:\n  {PROG} bench --model sk_resnet50                  # CPU, 2 threads, batch 8, 224 px\n'
                f'  {PROG} bench --model sk_resnet50 --train          # also a training step, batch 16, 160 px\n'
                f'  {PROG} bench --model sk_resnet50 --device cuda --amp --batch 256')
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
                        f'not {args.model}', code=2)
     check_at_least(1, batch=args.batch, runs=args.runs, threads=args.threads)
     check_at_least(0, warmup=args.warmup)
-    model = timm.create_model(arch, device='meta')  # the structure only, for its limits
+    with torch.device('meta'):  # the structure only, for its limits
+        model = timm.create_model(arch)
     train_size = args.train_size if args.train else None
     check_at_least(min_input_size(model), size=args.size, train_size=train_size)
     if args.train and any(isinstance(m, SelectiveKernel) for m in model.modules()):

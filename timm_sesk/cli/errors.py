@@ -1,17 +1,27 @@
 """How the command line fails: one ``timm-sesk: error: ...`` line naming the fix, and an exit status.
 
 Commands raise ``CliError`` for what they check themselves, and so do argparse's usage errors (``main``'s parser);
-the library's own exceptions reach ``main`` unchanged and are looked up in ``ERRORS``, the one table of what each
-failure prints and returns. An exception not in the table is a bug and keeps its traceback. Ctrl-C ends a command
-with status 130 and prints nothing, while it starts too (``timm_sesk/__main__.py``, ``_timm_sesk_launcher``).
+the library's own exceptions (``timm_sesk.errors``) reach ``main`` unchanged and are looked up in ``ERRORS``, the one
+table of what each failure prints and returns. An exception not in the table is a bug and keeps its traceback. Ctrl-C
+ends a command with status 130 and prints nothing (while the console script starts, too: ``_timm_sesk_launcher``).
 """
 import sys
 from typing import Callable, Optional, Tuple, Type
 
-from timm_sesk.data import ClassMappingError, ImageNotFoundError, ImageReadError
-from timm_sesk.deploy import ExportCheckError, InvalidInputError, UnsupportedPrecisionError
-from timm_sesk.extras import MissingExtraError
-from timm_sesk.weights import CheckpointReadError, PretrainedWeightsError
+from timm_sesk.errors import (
+    CheckpointReadError,
+    ClassMappingError,
+    ExportCheckError,
+    ImageNotFoundError,
+    ImageReadError,
+    InvalidInputError,
+    MissingExtraError,
+    ModelArgumentsError,
+    NotGraftableError,
+    PretrainedWeightsError,
+    UnsupportedPrecisionError,
+    WeightsMismatchError,
+)
 
 __all__ = [
     'ERRORS', 'EXIT_BROKEN_PIPE', 'EXIT_FAILURE', 'EXIT_INTERRUPTED', 'EXIT_USAGE', 'PROG', 'CliError', 'report']
@@ -33,10 +43,49 @@ class CliError(Exception):
         self.code = code
 
 
+def _trained_for(error: WeightsMismatchError) -> Tuple[Optional[str], str]:
+    """The architecture weights that do not fit are for (``train.py``'s ``arch``, else found by their keys), and
+    what to run them with."""
+    from timm_sesk.models import ARCHS
+
+    if error.recorded_arch:
+        other = error.recorded_arch.split('.')[0]
+        if other != error.arch:
+            return error.recorded_arch, f'run it with -m {other}' if other in ARCHS else \
+                'run it with -m and its timm_sesk model'
+    else:
+        fitting = error.fitting_arch()
+        if fitting is not None:
+            other, layout = fitting
+            if layout == 'plain':  # a plain ResNet's weights: the model they graft onto takes them
+                return f'{ARCHS[other].plain_twin or "a plain ResNet"} (by its keys)', f'-m {other} grafts it'
+            return f'{other} (by its keys)', f'run it with -m {other}'
+    trained = error.train_args.get('model_kwargs')
+    return None, ('if it was trained with other create_model arguments, pass them (--model-kwarg KEY=VALUE'
+                  + (f'; train.py had {trained}' if trained else '') + ')')
+
+
+def _mismatch(error: WeightsMismatchError) -> str:
+    """``checkpoint X is for sk_resnet18, not se_resnet18: 80 missing keys (...), ...; run it with -m sk_resnet18``"""
+    other, hint = _trained_for(error)
+    head = f'{error.source} is for {other}, not {error.arch}' if other else f'{error.source} does not fit {error.arch}'
+    return f'{head}: {error.fit.describe()}; {hint}'
+
+
+def _arguments(error: ModelArgumentsError) -> str:
+    given = ' '.join(f'--model-kwarg {k}={v!r}' for k, v in error.kwargs.items())
+    return f'cannot build {error.name} with {given}: {error.reason}'
+
+
 # Exception type -> (exit status, message); the first matching row wins, so subclasses come before their bases.
 ERRORS: Tuple[Tuple[Type[BaseException], Callable[[BaseException], int], Callable[[BaseException], str]], ...] = (
     (CliError, lambda e: e.code, str),
+    (WeightsMismatchError, lambda e: EXIT_FAILURE, _mismatch),
     (PretrainedWeightsError, lambda e: EXIT_FAILURE, lambda e: f'{e} {_WEIGHTS_HINT}'),
+    (ModelArgumentsError, lambda e: EXIT_USAGE, _arguments),
+    (NotGraftableError, lambda e: EXIT_USAGE, str),
+    (CheckpointReadError, lambda e: EXIT_FAILURE,
+     lambda e: f'{e}. Pass a .safetensors file or a PyTorch state dict (a timm train.py checkpoint works)'),
     (MissingExtraError, lambda e: EXIT_FAILURE, str),
     (ExportCheckError, lambda e: EXIT_FAILURE, str),
     (UnsupportedPrecisionError, lambda e: EXIT_USAGE, str),
@@ -44,7 +93,6 @@ ERRORS: Tuple[Tuple[Type[BaseException], Callable[[BaseException], int], Callabl
     (ImageNotFoundError, lambda e: EXIT_USAGE, str),
     (ImageReadError, lambda e: EXIT_FAILURE, str),
     (ClassMappingError, lambda e: EXIT_FAILURE, str),
-    (CheckpointReadError, lambda e: EXIT_FAILURE, str),
 )
 
 

@@ -8,13 +8,14 @@ from torch import nn
 from timm_sesk import deploy
 from timm_sesk.data import read_label_names
 from timm_sesk.extras import require
+from timm_sesk.publish import export_hub_folder, upload_hub_folder
 
 from .errors import EXIT_USAGE, PROG, CliError
-from .loading import build_model
 from .options import (
     HelpFormatter,
     check_at_least,
     check_model_name,
+    load_model,
     model_args,
     model_options,
     parse_kwargs,
@@ -24,10 +25,9 @@ from .options import (
 __all__ = ['add_parser', 'run']
 
 
-def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
+def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = commands.add_parser(
-        'export', parents=[model_options(positional=True)],
-        help='write a Hub-ready folder, or ONNX / OpenVINO IR for CPU inference', formatter_class=HelpFormatter,
+        name, parents=[model_options(positional=True)], help=summary, formatter_class=HelpFormatter,
         description='--format hub (default): write model.safetensors, config.json and a README.md model card for a '
                     'model, from its pretrained tag or a fine-tuned checkpoint (whose head size, and a train.py '
                     "checkpoint's input size, are read from it; the folder then names no pretrained tag). After "
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     label_names = _label_names(args.label_names)
     kwargs = {**model_args(args), **parse_kwargs(args.model_kwargs, option='--model-kwargs')}
-    model, weights = build_model(args.model, args.checkpoint, args.no_pretrained, kwargs, args.device)
+    model, report = load_model(args, kwargs)
     model = model.cpu()  # both formats are written (and checked) from the CPU
     if label_names is not None and len(label_names) != model.num_classes:
         raise CliError(f'{args.label_names} has {len(label_names)} label names, but the head has {model.num_classes} '
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == 'hub':
         _export_hub(args, model, out, {**kwargs, 'num_classes': model.num_classes}, label_names)
     else:
-        print(f'exporting {args.model} ({weights}) to {args.format}', flush=True)
+        print(f'exporting {args.model} ({report}) to {args.format}', flush=True)
         try:
             deploy.export(model, out, args.format, label_names=label_names, int8_calibration=args.int8_calibration,
                           int8_samples=args.int8_samples)
@@ -142,8 +142,6 @@ def run(args: argparse.Namespace) -> int:
 def _export_hub(args: argparse.Namespace, model: nn.Module, out: Path, kwargs: Dict[str, Any],
                 label_names: Optional[List[str]]) -> None:
     """The Hub folder (timm_sesk.publish), plus the data config every export format carries; optionally pushed."""
-    from timm_sesk.publish import export_hub_folder, upload_hub_folder
-
     dataset = args.dataset or ('none (random weights)' if args.no_pretrained else None)
     export_hub_folder(args.model, out, checkpoint=args.checkpoint, dataset=dataset, model_args=kwargs,
                       label_names=label_names, license=args.license, repo_id=args.repo_id, model=model)

@@ -1,22 +1,26 @@
 """What predict and validate share: the model made ready to classify (fused, channels_last, at its input size) with
-its transform, and their JSON results (``--json``, ``--results-file``)."""
+its transform, an exported folder run in its runtime instead (``--runtime``), and their JSON results (``--json``,
+``--results-file``)."""
 import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
+from timm_sesk import deploy
 from timm_sesk.data import eval_transform
+from timm_sesk.fuse import fuse
+from timm_sesk.models import SeskResNet
 from timm_sesk.zoo import min_input_size
 
 from .errors import EXIT_USAGE, CliError
-from .loading import for_inference
-from .options import check_at_least, check_output_file, load_runnable
+from .options import check_at_least, check_model_name, check_output_file, load_model
 
-__all__ = ['Classifier', 'check_results_file', 'load_classifier', 'write_results']
+__all__ = ['Classifier', 'check_model_source', 'check_results_file', 'load_classifier', 'runtime_options',
+           'write_results']
 
 
 class Classifier:
@@ -56,10 +60,59 @@ class Classifier:
                     interpolation=self.config['interpolation'])
 
 
+def runtime_options() -> argparse.ArgumentParser:
+    """Options of the commands that can run an exported folder instead of a PyTorch model."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group('exported model (timm-sesk export --format onnx|openvino)')
+    group.add_argument('--runtime', choices=deploy.RUNTIMES,
+                       help='run the exported folder given as --model in this runtime instead of PyTorch, with the '
+                            "same transforms and labels; onnxruntime reads --format onnx folders, openvino both")
+    group.add_argument('--precision', choices=deploy.PRECISIONS, default='f32',
+                       help='precision the runtime computes in (default: f32); bf16 needs --runtime openvino and a '
+                            'CPU with AVX512_BF16 or AMX, else it is refused with the reason')
+    group.add_argument('--threads', type=int, help="runtime CPU threads (default: the runtime's, one per core)")
+    return parent
+
+
+def check_model_source(args: argparse.Namespace) -> None:
+    """Fail early on a bad ``--model``: a zoo name, or with ``--runtime`` an exported folder."""
+    if not args.runtime:
+        check_model_name(args.model)
+        return
+    given = [option for option, value in (('--checkpoint', args.checkpoint), ('--no-pretrained', args.no_pretrained),
+                                          ('--num-classes', args.num_classes), ('--model-kwarg', args.model_kwarg),
+                                          ('--no-fuse', getattr(args, 'no_fuse', False))) if value]
+    if given:
+        raise CliError(f'{" and ".join(given)} do not apply with --runtime: the model and its weights are those '
+                       f'exported into {args.model}', code=2)
+    if args.device != 'cpu':
+        raise CliError(f'--runtime {args.runtime} runs on the CPU; drop --device {args.device}', code=2)
+    check_at_least(1, threads=args.threads)
+    try:
+        deploy.read_meta(args.model)
+    except ValueError as e:
+        raise CliError(str(e), code=2) from e
+
+
+def _load_runnable(args: argparse.Namespace) -> Tuple[Any, str]:
+    """The PyTorch model, or with ``--runtime`` the exported folder in that runtime (called alike: a float batch
+    in, logits out, with the same ``num_classes`` and ``pretrained_cfg``); and a description of its weights."""
+    if not args.runtime:
+        model, report = load_model(args)
+        return model, str(report)
+    try:
+        model = deploy.load(args.model, args.runtime, args.precision, threads=args.threads)
+    except ValueError as e:  # a precision the runtime or the CPU lacks, IR for ONNX Runtime
+        raise CliError(str(e), code=2) from e
+    return model, model.describe()
+
+
 def load_classifier(args: argparse.Namespace) -> Classifier:
-    """The model of ``args`` (PyTorch, or an exported folder with ``--runtime``) ready to classify images."""
+    """The model of ``args`` (PyTorch, or an exported folder with ``--runtime``) ready to classify images: for
+    PyTorch, its BatchNorms folded into the convolutions (``timm_sesk.fuse``, the same function) and channels_last
+    memory, unless ``--no-fuse``."""
     check_at_least(1, img_size=args.img_size)
-    model, weights = load_runnable(args)
+    model, weights = _load_runnable(args)
     if not isinstance(model, nn.Module):  # an exported folder in its runtime
         return Classifier(model, weights, 'cpu', False, args.img_size)
     smallest = min_input_size(model)
@@ -68,7 +121,11 @@ def load_classifier(args: argparse.Namespace) -> Classifier:
                        code=EXIT_USAGE)
     param_count = sum(p.numel() for p in model.parameters())  # as built: fusion removes the BatchNorms'
     fused = not args.no_fuse
-    return Classifier(for_inference(model, fused), weights, args.device, fused, args.img_size, param_count)
+    if fused:
+        if isinstance(model, SeskResNet):  # fuse knows our blocks; other Hub models run as built
+            fuse(model)
+        model = model.to(memory_format=torch.channels_last)
+    return Classifier(model, weights, args.device, fused, args.img_size, param_count)
 
 
 def check_results_file(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ import json
 from typing import Any, Dict, List
 
 import timm
+import torch
 
 from timm_sesk.models import FAMILIES, families_of
 from timm_sesk.weights import NO_WEIGHTS, WeightSpec
@@ -15,9 +16,9 @@ from .options import HelpFormatter, check_model_name, positional_model
 __all__ = ['add_parser', 'run']
 
 
-def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
+def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = commands.add_parser(
-        'info', help='one model: architecture, size, compute and pretrained weights', formatter_class=HelpFormatter,
+        name, help=summary, formatter_class=HelpFormatter,
         description='Describe one model: its family and paper, block layout, SE/SK settings, parameters, GMACs at '
                     'the default input size, the network it reproduces, and every pretrained tag with its source, '
                     'licence and the accuracy the source reports.',
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     arch = check_model_name(name)
     selected = name.partition('.')[2]
     facts = model_facts(arch)
-    model = timm.create_model(arch, device='meta')  # the structure only: no memory for weights
+    with torch.device('meta'):  # the structure only: no memory for weights
+        model = timm.create_model(arch)
     entry = timm.models.model_entrypoint(arch)
     summary = (entry.__doc__ or '').strip().split('\n\n')[0].replace('\n', ' ').replace('``', '')
     family = ' + '.join(f'{FAMILIES[key].paper_name} ({FAMILIES[key].paper_ids})' for key in families_of(model)) \

@@ -19,9 +19,9 @@ __all__ = ['add_parser', 'run']
 _CHECK_HEADER = 'forward pass (random weights, 1 image, CPU)'
 
 
-def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
+def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = commands.add_parser(
-        'list', help='the models of the zoo', formatter_class=HelpFormatter,
+        name, help=summary, formatter_class=HelpFormatter,
         description='List the models of the zoo: parameters (1000-class head), GMACs of convolutions and linear '
                     'layers for one image at the default input size, that size, and the default pretrained weights '
                     'with their source. Parameters and GMACs are counted once on the meta device and then cached '

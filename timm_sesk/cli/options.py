@@ -1,8 +1,8 @@
 """What the commands that run a model share: its options, reading them, and loading the model they name.
 
-``--model/-m`` names a zoo model (optionally with a tag) or an ``hf-hub:`` id, or with ``--runtime`` a folder
-written by ``export --format onnx|openvino``; ``--checkpoint``, ``--no-pretrained``, ``--num-classes`` and
-``--model-kwarg`` choose its weights and create_model arguments. Building it is ``loading.build_model``.
+``--model/-m`` names a zoo model (optionally with a tag) or an ``hf-hub:`` id; ``--checkpoint``,
+``--no-pretrained``, ``--num-classes`` and ``--model-kwarg`` choose its weights and create_model arguments. The
+library builds it (``timm_sesk.load``); this module checks the options first and renders what the library reports.
 """
 import argparse
 import ast
@@ -13,27 +13,23 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from torch import nn
 
 import timm_sesk
-from timm_sesk import deploy
+from timm_sesk.loading import LoadReport
 from timm_sesk.weights import weights_for
 from timm_sesk.zoo import did_you_mean
 
-from .errors import PROG, CliError
-from .loading import build_model
+from .errors import EXIT_USAGE, PROG, CliError
 
 __all__ = [
     'HelpFormatter',
     'check_at_least',
     'check_model_name',
-    'check_model_source',
     'check_output_file',
     'eval_options',
     'load_model',
-    'load_runnable',
     'model_args',
     'model_options',
     'parse_kwargs',
     'positional_model',
-    'runtime_options',
 ]
 
 
@@ -102,11 +98,46 @@ def model_args(args: argparse.Namespace) -> Dict[str, Any]:
     return kwargs
 
 
-def load_model(args: argparse.Namespace) -> Tuple[nn.Module, str]:
-    """Build ``args.model`` with its weights, in eval mode on ``args.device``; returns it and a description."""
+def _check_weights_options(args: argparse.Namespace, kwargs: Dict[str, Any]) -> None:
+    """Refuse weights options that exclude each other, before any work."""
+    if not args.checkpoint:
+        return
+    if args.no_pretrained:
+        raise CliError('--checkpoint and --no-pretrained exclude each other; pass one', code=EXIT_USAGE)
+    if args.model.startswith('hf-hub:'):
+        raise CliError(f'--checkpoint loads into a zoo model: pass its architecture with -m (`{PROG} list` names '
+                       'them), not a Hub id', code=EXIT_USAGE)
+    if not Path(args.checkpoint).is_file():
+        raise CliError(f'no such checkpoint file: {args.checkpoint}', code=EXIT_USAGE)
+    overlay = kwargs.get('pretrained_cfg_overlay') or {}
+    if any(overlay.get(k) for k in ('file', 'state_dict', 'url', 'hf_hub_id')):
+        raise CliError('--checkpoint and a pretrained_cfg_overlay source both give the weights; pass one',
+                       code=EXIT_USAGE)
+
+
+def load_model(args: argparse.Namespace, kwargs: Optional[Dict[str, Any]] = None) -> Tuple[nn.Module, LoadReport]:
+    """Build ``args.model`` with the weights its options ask for (``timm_sesk.load``), in eval mode on
+    ``args.device``; returns it and what was loaded.
+
+    Args:
+        args: The parsed model options.
+        kwargs: The create_model arguments, where not only ``model_args(args)``.
+    """
     check_model_name(args.model)
     check_at_least(1, num_classes=getattr(args, 'num_classes', None))
-    return build_model(args.model, args.checkpoint, args.no_pretrained, model_args(args), args.device)
+    kwargs = model_args(args) if kwargs is None else kwargs
+    _check_weights_options(args, kwargs)
+    model, report = timm_sesk.load(args.model, pretrained=not args.no_pretrained, checkpoint=args.checkpoint,
+                                   **kwargs)
+    asked = kwargs.get('num_classes')
+    if args.checkpoint and asked is not None and report.num_classes not in (None, asked):
+        raise CliError(f'checkpoint {args.checkpoint} has a {report.num_classes}-class head, not {asked}: drop '
+                       '--num-classes (or num_classes) and its head size is read from the checkpoint', code=EXIT_USAGE)
+    try:
+        model = model.to(args.device)
+    except (RuntimeError, AssertionError) as e:
+        raise CliError(f'cannot use device {args.device!r} ({str(e).splitlines()[0]}); try --device cpu', 2) from e
+    return model.eval(), report
 
 
 def check_output_file(path: Path, option: str) -> None:
@@ -130,38 +161,6 @@ def positional_model(args: argparse.Namespace, positional: Optional[str]) -> str
     if not args.model:
         raise CliError('name the model with -m/--model (e.g. -m sk_resnet50)', code=2)
     return args.model
-
-
-def check_model_source(args: argparse.Namespace) -> None:
-    """Fail early on a bad ``--model``: a zoo name, or with ``--runtime`` an exported folder."""
-    if not args.runtime:
-        check_model_name(args.model)
-        return
-    given = [option for option, value in (('--checkpoint', args.checkpoint), ('--no-pretrained', args.no_pretrained),
-                                          ('--num-classes', args.num_classes), ('--model-kwarg', args.model_kwarg),
-                                          ('--no-fuse', getattr(args, 'no_fuse', False))) if value]
-    if given:
-        raise CliError(f'{" and ".join(given)} do not apply with --runtime: the model and its weights are those '
-                       f'exported into {args.model}', code=2)
-    if args.device != 'cpu':
-        raise CliError(f'--runtime {args.runtime} runs on the CPU; drop --device {args.device}', code=2)
-    check_at_least(1, threads=args.threads)
-    try:
-        deploy.read_meta(args.model)
-    except ValueError as e:
-        raise CliError(str(e), code=2) from e
-
-
-def load_runnable(args: argparse.Namespace) -> Tuple[Any, str]:
-    """The PyTorch model, or with ``--runtime`` the exported folder in that runtime (called alike: a float batch
-    in, logits out, with the same ``num_classes`` and ``pretrained_cfg``); and a description of it."""
-    if not args.runtime:
-        return load_model(args)
-    try:
-        model = deploy.load(args.model, args.runtime, args.precision, threads=args.threads)
-    except ValueError as e:  # a precision the runtime or the CPU lacks, IR for ONNX Runtime
-        raise CliError(str(e), code=2) from e
-    return model, model.describe()
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -189,9 +188,10 @@ def model_options(positional: bool = False) -> argparse.ArgumentParser:
     # Not an argparse mutually exclusive group: copied through `parents`, it would leave the 'model' section.
     group.add_argument('--no-pretrained', action='store_true', help='random weights instead of the pretrained ones')
     group.add_argument('--checkpoint', metavar='FILE',
-                       help="load this checkpoint instead: a fine-tune (.safetensors, or a PyTorch or timm train.py "
-                            "checkpoint, read with weights_only=True), or a pretrained tag's source file fetched by "
-                            "hand; its head size, and a train.py checkpoint's input size, are taken from it")
+                       help='load this checkpoint instead: a fine-tune or a source file fetched by hand (.safetensors, '
+                            'or a PyTorch or timm train.py checkpoint, read with weights_only=True), in any of the '
+                            "layouts timm_sesk.load_weights reads; its head size, and a train.py checkpoint's input "
+                            'size, are taken from it')
     group.add_argument('--num-classes', type=int, metavar='N',
                        help="classes of the head (default: the checkpoint's, else the pretrained weights'; another "
                             'size gets a new random head, as in timm)')
@@ -215,18 +215,4 @@ def eval_options() -> argparse.ArgumentParser:
                             'rounding, 1.5-2x faster on a CPU')
     group.add_argument('--json', action='store_true', help='print the results as JSON instead of text')
     group.add_argument('--results-file', metavar='FILE', help='also write the results as JSON to FILE')
-    return parent
-
-
-def runtime_options() -> argparse.ArgumentParser:
-    """Options of the commands that can run an exported folder instead of a PyTorch model."""
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group('exported model (timm-sesk export --format onnx|openvino)')
-    group.add_argument('--runtime', choices=deploy.RUNTIMES,
-                       help='run the exported folder given as --model in this runtime instead of PyTorch, with the '
-                            "same transforms and labels; onnxruntime reads --format onnx folders, openvino both")
-    group.add_argument('--precision', choices=deploy.PRECISIONS, default='f32',
-                       help='precision the runtime computes in (default: f32); bf16 needs --runtime openvino and a '
-                            'CPU with AVX512_BF16 or AMX, else it is refused with the reason')
-    group.add_argument('--threads', type=int, help="runtime CPU threads (default: the runtime's, one per core)")
     return parent

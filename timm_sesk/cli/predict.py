@@ -7,16 +7,15 @@ import torch
 from timm_sesk.data import label_names, read_image
 
 from .errors import PROG
-from .inference import check_results_file, load_classifier, write_results
-from .options import HelpFormatter, check_at_least, check_model_source, eval_options
+from .inference import check_model_source, check_results_file, load_classifier, runtime_options, write_results
+from .options import HelpFormatter, check_at_least, eval_options, model_options
 
 __all__ = ['add_parser', 'run']
 
 
-def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
+def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = commands.add_parser(
-        'predict', parents=[parents['model'], parents['runtime'], eval_options()], help='top-k labels of images',
-        formatter_class=HelpFormatter,
+        name, parents=[model_options(), runtime_options(), eval_options()], help=summary, formatter_class=HelpFormatter,
         description="Classify images with timm's eval transform for the model (resize, center crop, normalise, "
                     "from its pretrained config, or a train.py checkpoint's training size) and print the top-k "
                     "classes with their probabilities. Labels are ImageNet's (synset and name) for a 1000-class "

@@ -7,11 +7,18 @@ from typing import List, Tuple
 
 import torch
 
-from timm_sesk.data import ClassMappingError, FolderDataset, class_mapping, even_indices
+from timm_sesk.data import ClassMappingError, FolderDataset, class_mapping, even_indices, image_folder
 
 from .errors import PROG, CliError
-from .inference import Classifier, check_results_file, load_classifier, write_results
-from .options import HelpFormatter, check_at_least, check_model_source, eval_options
+from .inference import (
+    Classifier,
+    check_model_source,
+    check_results_file,
+    load_classifier,
+    runtime_options,
+    write_results,
+)
+from .options import HelpFormatter, check_at_least, eval_options, model_options
 
 __all__ = ['add_parser', 'run']
 
@@ -19,10 +26,9 @@ __all__ = ['add_parser', 'run']
 PROGRESS_EVERY_S = 30.0
 
 
-def add_parser(commands: argparse._SubParsersAction, **parents: argparse.ArgumentParser) -> None:
+def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = commands.add_parser(
-        'validate', parents=[parents['model'], parents['runtime'], eval_options()],
-        help='top-1 / top-5 accuracy on an image folder', formatter_class=HelpFormatter,
+        name, parents=[model_options(), runtime_options(), eval_options()], help=summary, formatter_class=HelpFormatter,
         description="Top-1 and top-5 accuracy on a folder of images, FOLDER/<class>/<image>, with timm's eval "
                     "transform for the model.\n\nHow folder classes map to the model's classes: folders named "
                     "after the model's classes map by name, so an ImageNet validation set (or any subset of it) "
@@ -52,18 +58,15 @@ def add_parser(commands: argparse._SubParsersAction, **parents: argparse.Argumen
 
 def _samples(root: Path, limit: int) -> Tuple[List[Tuple[str, int]], List[str]]:
     """The folder's (image, folder class index) pairs, ``limit`` of them spread evenly, and its class folders."""
-    from timm.data.readers.reader_image_folder import find_images_and_targets
-
     if not root.is_dir():
         raise CliError(f'no such folder: {root}', code=2)
-    samples, class_to_idx = find_images_and_targets(str(root))
+    samples, classes = image_folder(root)
     if not samples:
         raise CliError(f'no images in {root}: validate expects one subfolder per class holding image files, '
                        f'{root}/<class>/<image>.jpg')
-    if '' in class_to_idx:
+    if '' in classes:
         raise CliError(f'{root} has images directly inside it; validate expects them in one subfolder per class, '
                        f'{root}/<class>/<image>.jpg')
-    classes = sorted(class_to_idx, key=class_to_idx.get)
     return [samples[i] for i in even_indices(len(samples), limit)], classes
 
 

@@ -8,7 +8,7 @@ theirs. Everything else about an architecture derives from its row:
 * the model its entrypoint builds (``create``: the row's ``model_args``),
 * the reference network it is proven equal to (``timm_sesk.weights.REFERENCES``),
 * its plain twin (benchmarks' cost floor; grafts start from it),
-* the test suite's model lists, and README's zoo table (``timm_sesk.weights.card``).
+* the test suite's model lists, and README's zoo table (``docs/card.py``).
 
 Adding an architecture is one row and one entrypoint, plus its manifest entry (or ``NO_WEIGHTS`` reason).
 """

@@ -8,13 +8,12 @@ check on the first convolution.
 from functools import partial
 from typing import Optional
 
-from timm.models import build_model_with_cfg
-from timm.models.resnet import ResNet
+from timm.models import ResNet, build_model_with_cfg, resolve_pretrained_cfg
 from torch import nn
 
 from timm_sesk.layers import SelectiveKernel, SqueezeExcite, add_input_check
-from timm_sesk.weights import checkpoint_filter_fn
-from timm_sesk.weights._pretrained import pretrained_weights
+from timm_sesk.loading import checkpoint_filter_fn
+from timm_sesk.weights._pretrained import pretrained_source
 
 from .blocks import SE_POSITIONS
 
@@ -125,8 +124,9 @@ def create_sesk_resnet(variant: str, pretrained: bool = False, **kwargs) -> Sesk
 
     With ``pretrained=True`` the weights come through timm's ``load_pretrained``, in one pass: the pretrained cfg is
     resolved once, a URL file is downloaded and checked against its manifest pin by ``timm_sesk.weights`` and handed
-    to timm as that exact file, the checkpoint is mapped to our layout and must fit exactly, and failures raise
-    ``PretrainedWeightsError`` naming the weights and the fix.
+    to timm as that exact file, the checkpoint's layout is found and it must fit exactly
+    (``timm_sesk.loading.checkpoint_filter_fn``), and failures raise ``PretrainedWeightsError`` naming the weights
+    and the fix.
 
     Args:
         variant: Registered model name.
@@ -135,6 +135,8 @@ def create_sesk_resnet(variant: str, pretrained: bool = False, **kwargs) -> Sesk
     """
     if not pretrained:
         return build_model_with_cfg(SeskResNet, variant, False, pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
-    with pretrained_weights(variant, kwargs) as build_kwargs:
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.pop('pretrained_cfg', None),
+                                 pretrained_cfg_overlay=kwargs.pop('pretrained_cfg_overlay', None))
+    with pretrained_source(cfg.to_dict(), kwargs.get('cache_dir')) as cfg:
         return build_model_with_cfg(
-            SeskResNet, variant, True, pretrained_filter_fn=checkpoint_filter_fn, **build_kwargs)
+            SeskResNet, variant, True, pretrained_cfg=cfg, pretrained_filter_fn=checkpoint_filter_fn, **kwargs)

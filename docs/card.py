@@ -1,27 +1,28 @@
 """MODEL_CARD.md, generated from the weights manifest and the registered models; README.md's zoo table, generated
-from the declared architectures.
+from the declared architectures. A script of the repository, not part of the installed package.
 
-    python -m timm_sesk.weights.card --write MODEL_CARD.md           # regenerate the card (make card)
-    python -m timm_sesk.weights.card --check MODEL_CARD.md           # exit 1 if the file has drifted
-    python -m timm_sesk.weights.card --zoo-table --write README.md   # regenerate README's zoo table (make zoo-table)
+    python docs/card.py --write MODEL_CARD.md           # regenerate the card (make card)
+    python docs/card.py --check MODEL_CARD.md           # exit 1 if the file has drifted
+    python docs/card.py --zoo-table --write README.md   # regenerate README's zoo table (make zoo-table)
 
-The test suite runs the checks, so neither can disagree with the manifest or the models.
+The test suite compares both files with what this generates, so neither can disagree with the manifest or the models.
 """
 import argparse
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from timm_sesk import list_models
 from timm_sesk.models.archs import ARCHS, FAMILIES, Arch
-
-from .manifest import NO_WEIGHTS, NOT_GRAFTABLE, WEIGHTS, ReportedAccuracy, WeightSpec
-from .references import REFERENCES, describe_references
+from timm_sesk.weights.manifest import NO_WEIGHTS, NOT_GRAFTABLE, WEIGHTS, ReportedAccuracy, WeightSpec
+from timm_sesk.weights.references import REFERENCES, describe_references
+from timm_sesk.zoo import model_facts
 
 __all__ = ['ZOO_TABLE_BEGIN', 'ZOO_TABLE_END', 'render', 'render_zoo_table', 'with_zoo_table']
 
 _HEADER = """# timm_sesk model card
 
-<!-- Generated from weights/manifest.py by `python -m timm_sesk.weights.card --write MODEL_CARD.md`.
+<!-- Generated from weights/manifest.py by `python docs/card.py --write MODEL_CARD.md`.
      Do not edit by hand: the test suite fails when this file and the manifest disagree. -->
 
 ## Model family
@@ -102,9 +103,6 @@ def _accuracy_cells(spec: WeightSpec) -> List[str]:
 
 
 def _models_table() -> List[str]:
-    from timm_sesk import list_models
-    from timm_sesk.zoo import model_facts
-
     lines = [
         '| model | params (M) | GMACs | input | pretrained tag | trained as | source | top-1 | top-5 | licence |',
         '|---|---|---|---|---|---|---|---|---|---|',
@@ -153,11 +151,11 @@ _GRAFTS_INTRO = """
 ## Grafted starting points (`graft_*` tags)
 
 Five architectures have no trained weights anywhere. For four of them, a `graft_*` tag loads the weights of a strong
-plain twin from its own Hub repository and grafts them on as they load (`timm_sesk.graft`, the tags' filter
-function): the SE or SK network then computes exactly the plain network's function (the same logits in eval within
-fp32 rounding, the same training-mode forward). Each **starts at the plain network's reported top-1**, given below
-with its source; **its SE/SK attention is untrained: fine-tune before use.** No accuracy is claimed for the grafted
-network itself, and the table above shows none.
+plain twin from its own Hub repository and grafts them on as they load (the loader finds them in a plain network's
+layout and grafts them, `timm_sesk.graft`): the SE or SK network then computes exactly the plain network's function
+(the same logits in eval within fp32 rounding, the same training-mode forward). Each **starts at the plain network's
+reported top-1**, given below with its source; **its SE/SK attention is untrained: fine-tune before use.** No
+accuracy is claimed for the grafted network itself, and the table above shows none.
 
 - SE: the last SE FC is zero, so the gate is exactly 0.5, and the branch's last BatchNorm weight and bias are doubled
   (exact in floating point).
@@ -232,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if current != text:
         flag = ' --zoo-table' if args.zoo_table else ''
-        print(f'{path} is out of date; run: python -m timm_sesk.weights.card{flag} --write {path}', file=sys.stderr)
+        print(f'{path} is out of date; run: python docs/card.py{flag} --write {path}', file=sys.stderr)
         return 1
     return 0
 

@@ -1,0 +1,172 @@
+"""One loader for every source: ``timm_sesk.load_weights`` reads, finds the layout, maps, accounts for every key,
+adapts stem and head, and reports; ``timm_sesk.load`` builds a model once with the weights asked for.
+
+Each source is a reference network with random weights and randomised BatchNorm statistics; the loaded model must
+compute its logits (relative error below 1e-5 in fp32).
+"""
+import argparse
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+from helpers import IMG, randomize_bn, rel_err
+from source_nets import build_source_network
+from sources import publish_source
+
+import timm_sesk
+from timm_sesk.errors import NotGraftableError, WeightsMismatchError
+from timm_sesk.weights import WEIGHTS, create_reference
+
+
+def _x(batch=2):
+    return torch.randn(batch, 3, IMG, IMG, generator=torch.Generator().manual_seed(1))
+
+
+def _random(name, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return randomize_bn(timm.create_model(name, **kwargs), seed=seed).eval()
+
+
+def _reference(arch, seed=0):
+    torch.manual_seed(seed)
+    return randomize_bn(create_reference(arch), seed=seed).eval()
+
+
+def _save(state_dict, path):
+    if path.suffix == '.safetensors':
+        safetensors.torch.save_file({k: v.contiguous() for k, v in state_dict.items()}, str(path))
+    else:
+        torch.save(state_dict, path)
+    return path
+
+
+def _same_logits(model, source):
+    model.eval()
+    with torch.no_grad():
+        return rel_err(model(_x()), source(_x()))
+
+
+def test_a_timm_twins_file(tmp_path):
+    source = _reference('sk_resnet18')
+    model = timm.create_model('sk_resnet18')
+    report = timm_sesk.load_weights(model, _save(source.state_dict(), tmp_path / 'skresnet18.pth'))
+    assert _same_logits(model, source) < 1e-5
+    assert (report.layout, report.network, str(report)) == (
+        'timm_sknet', 'skresnet18', f"checkpoint {tmp_path / 'skresnet18.pth'} (skresnet18's layout)")
+
+
+def test_our_own_safetensors(tmp_path):
+    source = _random('se_resnet18', seed=1)
+    model = timm.create_model('se_resnet18')
+    report = timm_sesk.load_weights(model, _save(source.state_dict(), tmp_path / 'weights.safetensors'))
+    assert _same_logits(model, source) < 1e-5
+    assert (report.layout, report.network, report.path) == ('native', None, str(tmp_path / 'weights.safetensors'))
+
+
+def test_the_senet_authors_layout(tmp_path):
+    source = _reference('se_resnet18_orig', seed=2)  # timm's legacy_seresnet18
+    model = timm.create_model('se_resnet18_orig')
+    report = timm_sesk.load_weights(model, _save(source.state_dict(), tmp_path / 'seresnet18-4bb0ce65.pth'))
+    assert _same_logits(model, source) < 1e-5
+    assert (report.layout, report.network) == ('timm_senet', 'legacy_seresnet18')
+
+
+def test_a_train_py_checkpoint_ema_weights_first(tmp_path):
+    trained, ema = _random('sk_resnet18', seed=3, num_classes=5), _random('sk_resnet18', seed=4, num_classes=5)
+    path = tmp_path / 'model_best.pth.tar'
+    torch.save({'epoch': 3, 'arch': 'sk_resnet18', 'args': argparse.Namespace(img_size=IMG, crop_pct=1.0),
+                'state_dict': {f'module.{k}': v for k, v in trained.state_dict().items()},
+                'state_dict_ema': ema.state_dict()}, path)
+    model = timm.create_model('sk_resnet18.ra_in1k', num_classes=5)
+    report = timm_sesk.load_weights(model, path)
+    assert _same_logits(model, ema) < 1e-5 and report.entry == 'state_dict_ema' and report.num_classes == 5
+    cfg = model.pretrained_cfg  # it now describes these weights: no tag, train.py's input size and crop
+    assert 'tag' not in cfg and 'hf_hub_id' not in cfg and (cfg['input_size'], cfg['crop_pct']) == ((3, IMG, IMG), 1.0)
+    report = timm_sesk.load_weights(model, path, ema=False)
+    assert _same_logits(model, trained) < 1e-5 and report.entry == 'state_dict'
+
+
+def test_a_plain_resnet18_module_grafts_onto_se_resnet18():
+    plain = _random('resnet18.tv_in1k', seed=5)
+    model = timm.create_model('se_resnet18')
+    report = timm_sesk.load_weights(model, plain)
+    assert _same_logits(model, plain) < 1e-5
+    assert (report.layout, str(report)) == ('plain', 'the resnet18 module (a plain ResNet, grafted)')
+    assert model.pretrained_cfg['interpolation'] == 'bilinear' and 'tag' not in model.pretrained_cfg  # its data cfg
+
+
+def test_a_tag_loads_as_pretrained_true_fetches_it(hub):
+    spec = next(s for s in WEIGHTS if s.name == 'sk_resnet18.ra_in1k')
+    source = publish_source(hub, spec, seed=6)
+    model = timm.create_model('sk_resnet18', num_classes=3)
+    report = timm_sesk.load_weights(model, spec)
+    assert (str(report), report.layout, report.num_classes) == ('sk_resnet18.ra_in1k', 'timm_sknet', 1000)
+    assert report.head == "a new 3-class head (the source's 1000-class classifier is not loaded)"
+    assert model.pretrained_cfg['tag'] == 'ra_in1k'
+    with torch.no_grad():
+        features = model.eval().forward_features(_x())
+        assert rel_err(features, source.forward_features(_x())) < 1e-5
+
+
+def test_the_stem_and_head_adapt_as_in_timm():
+    source = _random('se_resnet18', seed=7)
+    model = timm.create_model('se_resnet18', in_chans=1, num_classes=0)
+    report = timm_sesk.load_weights(model, source.state_dict())
+    assert report.stem == '3 input channels adapted to 1 (timm adapt_input_conv)'
+    assert report.head == "no head (the source's 1000-class classifier is not loaded)"
+    torch.testing.assert_close(model.conv1.weight, source.conv1.weight.sum(dim=1, keepdim=True))
+    gray = _x()[:, :1]
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(gray), source.forward_head(
+            source.forward_features(gray.expand(-1, 3, -1, -1)), pre_logits=True), rtol=1e-4, atol=1e-5)
+
+
+def test_a_told_layout_is_the_only_one_tried(tmp_path):
+    source = _reference('se_resnet18_orig', seed=8)
+    model = timm.create_model('se_resnet18_orig')
+    assert timm_sesk.load_weights(model, source.state_dict(), layout='timm_senet').layout == 'timm_senet'
+    with pytest.raises(WeightsMismatchError, match='does not fit SeskResNet exactly'):
+        timm_sesk.load_weights(model, source.state_dict(), layout='native')
+    with pytest.raises(ValueError, match='layout must be one of'):
+        timm_sesk.load_weights(model, source.state_dict(), layout='caffe')
+
+
+def test_weights_that_fit_nothing_load_nothing_and_say_what_they_are_for():
+    model = timm.create_model('sk_resnet18')
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(WeightsMismatchError) as err:
+        timm_sesk.load_weights(model, _random('se_resnet18').state_dict())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert 'missing keys: layer1.0.conv1.paths.0.conv.weight' in str(err.value)
+    assert err.value.fitting_arch() == ('se_resnet18', 'native')
+    with pytest.raises(NotGraftableError, match='splits its input'):  # plain weights, a model with no exact graft
+        timm_sesk.load_weights(model, _random('resnet18').state_dict())
+
+
+@pytest.mark.parametrize('spec', WEIGHTS, ids=lambda s: s.name)
+def test_every_tags_source_layout_is_found_by_its_keys(spec):
+    """On the meta device (shapes only): each source's state dict is found in its tag's layout, and in no earlier
+    one that would map it otherwise."""
+    with torch.device('meta'):
+        source = build_source_network(spec.trained_as) if ':' in spec.trained_as else timm.create_model(
+            spec.trained_as)
+        model = timm.create_model(spec.arch)
+    expected = 'plain' if spec.is_graft else spec.mapping
+    assert timm_sesk.load_weights(model, source.state_dict()).layout == expected
+
+
+def test_load_builds_once_with_a_checkpoints_head_and_input_size(tmp_path, monkeypatch):
+    from timm_sesk.models import SeskResNet
+
+    path = tmp_path / 'finetuned.pth'
+    torch.save({'arch': 'se_resnet18', 'args': argparse.Namespace(img_size=IMG),
+                'state_dict': _random('se_resnet18', seed=9, num_classes=7).state_dict()}, path)
+    built = []
+    init = SeskResNet.__init__
+    monkeypatch.setattr(SeskResNet, '__init__', lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+    model, report = timm_sesk.load('se_resnet18', checkpoint=path)
+    assert len(built) == 1 and model.num_classes == 7 and report.head is None
+    assert model.pretrained_cfg['input_size'] == (3, IMG, IMG)
+    model, report = timm_sesk.load('se_resnet18', pretrained=False, se_position='post')
+    assert str(report) == 'random weights' and 'tag' not in model.pretrained_cfg and len(built) == 2

@@ -1,0 +1,107 @@
+"""Every failure timm_sesk reports, typed once.
+
+The library raises these (each module re-exports its own, e.g. ``timm_sesk.data.ImageReadError``); the command line
+maps each type to one message line and an exit status (``timm_sesk.cli.errors``). This module imports nothing, so
+that the command line can know every type without importing what raises it.
+"""
+from typing import Any, Callable, Dict, Optional, Tuple
+
+__all__ = [
+    'CheckpointReadError',
+    'ClassMappingError',
+    'ExportCheckError',
+    'ImageNotFoundError',
+    'ImageReadError',
+    'InvalidInputError',
+    'MissingExtraError',
+    'ModelArgumentsError',
+    'NotGraftableError',
+    'PretrainedWeightsError',
+    'UnsupportedPrecisionError',
+    'WeightsMismatchError',
+]
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Weights could not be loaded; nothing was loaded into any model."""
+
+
+class WeightsMismatchError(PretrainedWeightsError):
+    """Weights that fit none of the model's key layouts exactly; nothing was loaded.
+
+    Attributes:
+        source: The weights, as messages name them (``checkpoint PATH``, ``pretrained weights (PATH)``, ...).
+        arch: The model's architecture.
+        fit: How the closest layout fits: a ``timm_sesk.weights.Fit`` (missing, unexpected and mismatched keys).
+        recorded_arch: The model the weights were trained as, where their file says (``train.py``'s ``arch``).
+        train_args: ``train.py``'s arguments, where the file carries them.
+    """
+
+    def __init__(self, message: str, source: str, arch: str, fit: Any, recorded_arch: Optional[str] = None,
+                 train_args: Optional[Dict[str, Any]] = None,
+                 guess: Optional[Callable[[], Optional[Tuple[str, str]]]] = None):
+        super().__init__(message)
+        self.source = source
+        self.arch = arch
+        self.fit = fit
+        self.recorded_arch = recorded_arch
+        self.train_args = train_args or {}
+        self._guess = guess
+
+    def fitting_arch(self) -> Optional[Tuple[str, str]]:
+        """``(architecture, layout)`` of the first zoo model the weights fit exactly, found by their keys (a few
+        seconds: each candidate is built on the meta device); None if none does."""
+        return self._guess() if self._guess is not None else None
+
+
+class CheckpointReadError(ValueError):
+    """A checkpoint file cannot be read as weights (not a checkpoint, no tensors, or Python objects in it)."""
+
+
+class NotGraftableError(ValueError):
+    """The architecture (or its configuration) has no exact graft from a plain ResNet."""
+
+
+class ModelArgumentsError(ValueError):
+    """A model cannot be built with the ``create_model`` arguments given.
+
+    Attributes:
+        name: The model.
+        kwargs: The arguments.
+        reason: Why, as the model's constructor says.
+    """
+
+    def __init__(self, name: str, kwargs: Dict[str, Any], reason: str):
+        args = ', '.join(f'{k}={v!r}' for k, v in kwargs.items())
+        super().__init__(f'cannot build {name} with {args}: {reason}')
+        self.name = name
+        self.kwargs = kwargs
+        self.reason = reason
+
+
+class ImageReadError(ValueError):
+    """An image file cannot be decoded."""
+
+
+class ImageNotFoundError(ImageReadError):
+    """An image file does not exist."""
+
+
+class ClassMappingError(ValueError):
+    """An image folder's classes cannot be mapped onto the model's head."""
+
+
+class ExportCheckError(RuntimeError):
+    """The exported model does not compute the PyTorch model's logits within the tolerance."""
+
+
+class UnsupportedPrecisionError(ValueError):
+    """The runtime or the CPU cannot compute in the requested precision."""
+
+
+class InvalidInputError(ValueError):
+    """An input the exported model cannot take: not a float N x C x H x W batch of its channels and size."""
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the ``pip install`` that adds it."""
