@@ -100,7 +100,8 @@ def min_input_size(model: nn.Module) -> int:
 # --- the counts and their cache -----------------------------------------------------------------------------------
 
 def _count(name: str) -> Tuple[float, float, Tuple[int, int, int]]:
-    model = timm.create_model(name, device='meta')
+    with torch.device('meta'):  # the structure only: no memory for weights
+        model = timm.create_model(name)
     input_size = tuple(model.pretrained_cfg['input_size'])
     return sum(p.numel() for p in model.parameters()) / 1e6, count_gmacs(model, input_size), input_size
 

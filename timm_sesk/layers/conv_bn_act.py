@@ -4,7 +4,7 @@ Every submodule is called as a module, in eval and in training, as in timm's ``C
 torch.fx records each conv and norm as a ``call_module``. Folding the norms for inference is ``timm_sesk.fuse``'s job.
 """
 import threading
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ __all__ = [
     'ConvBnAct',
     'batch_norm_recomputed',
     'check_batch_norm_input',
+    'factory_kwargs',
     'is_plain_batchnorm',
     'is_recomputing',
     'norm_forward',
@@ -25,6 +26,12 @@ __all__ = [
 ]
 
 _recompute = threading.local()
+
+
+def factory_kwargs(device: Optional[torch.device], dtype: Optional[torch.dtype]) -> Dict[str, Any]:
+    """A layer's ``device`` and ``dtype`` arguments, those that are set: timm's layers (``create_aa``, ...) take
+    them only since timm 1.0.21, so that unset ones are not passed on."""
+    return {k: v for k, v in (('device', device), ('dtype', dtype)) if v is not None}
 
 
 def is_plain_batchnorm(module: nn.Module) -> bool:
@@ -145,7 +152,7 @@ class ConvBnAct(nn.Module):
             dtype: Parameter dtype.
         """
         super().__init__()
-        dd = {'device': device, 'dtype': dtype}
+        dd = factory_kwargs(device, dtype)
         use_aa = aa_layer is not None and stride > 1
         conv_stride = 1 if use_aa else stride
         self.conv = nn.Conv2d(

@@ -12,6 +12,7 @@ import torch
 from timm.layers import create_act_layer, make_divisible
 from torch import nn
 
+from .conv_bn_act import factory_kwargs
 from .tap import AttentionTap
 
 __all__ = ['SqueezeExcite', 'se_hidden_channels']
@@ -64,7 +65,7 @@ class SqueezeExcite(nn.Module):
         super().__init__()
         if squeeze not in SQUEEZE_TYPES:
             raise ValueError(f'squeeze must be one of {SQUEEZE_TYPES}, got {squeeze!r}')
-        dd = {'device': device, 'dtype': dtype}
+        dd = factory_kwargs(device, dtype)
         hidden_channels = hidden_channels or se_hidden_channels(channels, reduction, divisor)
         self.squeeze_type = squeeze
         self.fc1 = nn.Linear(channels, hidden_channels, bias=bias, **dd)

@@ -29,7 +29,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ._tracing import is_tracing
-from .conv_bn_act import ConvBnAct, check_batch_norm_input, is_plain_batchnorm, norm_forward, recomputing
+from .conv_bn_act import (
+    ConvBnAct,
+    check_batch_norm_input,
+    factory_kwargs,
+    is_plain_batchnorm,
+    norm_forward,
+    recomputing,
+)
 from .tap import AttentionTap
 
 __all__ = ['SelectiveKernel', 'SelectiveKernelAttn', 'freeze_sk_attn_norm', 'sk_attn_channels', 'sk_path_kernels']
@@ -80,7 +87,7 @@ class SelectiveKernelAttn(nn.Module):
             dtype: Parameter dtype.
         """
         super().__init__()
-        dd = {'device': device, 'dtype': dtype}
+        dd = factory_kwargs(device, dtype)
         self.num_paths = num_paths
         self.channels = channels
         self.fc_reduce = nn.Linear(channels, attn_channels, bias=False, **dd)
@@ -197,7 +204,7 @@ class SelectiveKernel(nn.Module):
         if path_in % groups or out_channels % groups:
             raise ValueError(
                 f'groups={groups} must divide the path input ({path_in}) and output ({out_channels}) channels')
-        dd = {'device': device, 'dtype': dtype}
+        dd = factory_kwargs(device, dtype)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_paths = num_paths

@@ -18,7 +18,7 @@ import torch
 from timm.layers import create_attn
 from torch import nn
 
-from timm_sesk.layers import ConvBnAct
+from timm_sesk.layers import ConvBnAct, factory_kwargs
 
 __all__ = ['SE_POSITIONS', 'BasicBlock', 'Bottleneck']
 
@@ -126,7 +126,7 @@ class BasicBlock(_ResidualBlock):
             raise ValueError('BasicBlock supports only cardinality=1 and base_width=64; use Bottleneck for ResNeXt')
         if stride_in_1x1:
             raise ValueError('stride_in_1x1 applies to Bottleneck blocks only')
-        dd = {'device': device, 'dtype': dtype}
+        dd = factory_kwargs(device, dtype)
         first_planes = planes // reduce_first
         outplanes = planes * self.expansion
         first_dilation = first_dilation or dilation
@@ -209,7 +209,7 @@ class Bottleneck(_ResidualBlock):
         super().__init__()
         if stride_in_1x1 and aa_layer is not None:
             raise ValueError('stride_in_1x1 strides a 1x1 conv, which anti-aliasing (aa_layer) does not support')
-        dd = {'device': device, 'dtype': dtype}
+        dd = factory_kwargs(device, dtype)
         width = int(math.floor(planes * (base_width / 64)) * cardinality)
         first_planes = width // reduce_first
         outplanes = planes * self.expansion
