@@ -11,11 +11,12 @@ from . import attention, layers, models, weights
 from .fuse import fuse
 from .graft import graft
 from .loading import LoadReport, load, load_weights
+from .twin import from_timm, to_timm
 from .version import __version__
 
 __all__ = [
-    'MODEL_MODULES', 'LoadReport', '__version__', 'attention', 'fuse', 'graft', 'layers', 'list_models', 'load',
-    'load_weights', 'models', 'weights']
+    'MODEL_MODULES', 'LoadReport', '__version__', 'attention', 'from_timm', 'fuse', 'graft', 'layers', 'list_models',
+    'load', 'load_weights', 'models', 'to_timm', 'weights']
 
 # timm's registry keys models by the basename of the module registering them.
 MODEL_MODULES = ('se_resnet', 'sk_resnet')

@@ -15,6 +15,7 @@ __all__ = [
     'InvalidInputError',
     'MissingExtraError',
     'ModelArgumentsError',
+    'NoTwinError',
     'NotGraftableError',
     'PretrainedWeightsError',
     'UnsupportedPrecisionError',
@@ -60,6 +61,11 @@ class CheckpointReadError(ValueError):
 
 class NotGraftableError(ValueError):
     """The architecture (or its configuration) has no exact graft from a plain ResNet."""
+
+
+class NoTwinError(ValueError):
+    """timm registers no network equal to the model (its architecture has none, or its knobs differ from those of the
+    architecture's twin): it can be shared only in timm_sesk's own layout."""
 
 
 class ModelArgumentsError(ValueError):

@@ -42,7 +42,8 @@ from timm_sesk.weights import (
 )
 from timm_sesk.weights._pretrained import explained, find_spec, pretrained_source
 
-__all__ = ['LAYOUTS', 'PLAIN', 'LoadReport', 'checkpoint_filter_fn', 'load', 'load_weights']
+__all__ = [
+    'LAYOUTS', 'PLAIN', 'LoadReport', 'checkpoint_filter_fn', 'data_fields', 'describe_weights', 'load', 'load_weights']
 
 StateDict = Dict[str, torch.Tensor]
 Source = Union[str, os.PathLike, Mapping[str, Any], WeightSpec, Checkpoint, nn.Module]
@@ -206,8 +207,14 @@ def _prepare(state_dict: Mapping[str, torch.Tensor], model: nn.Module, layout: O
     return weights, LoadReport(source, found, network, entry, classifier_size(state_dict), head, stem, path)
 
 
-def _describe_weights(model: nn.Module, data: Optional[Mapping[str, Any]] = None) -> None:
-    """Make the model's pretrained cfg describe the weights it now holds: the tag it was built with, its source and
+def data_fields(cfg: Mapping[str, Any]) -> Dict[str, Any]:
+    """The fields of a model's pretrained cfg that describe the data its weights take (input size, crop, mean, std,
+    ...), which they take along to another model they are loaded into."""
+    return {k: cfg[k] for k in _DATA_FIELDS if cfg.get(k) is not None}
+
+
+def describe_weights(model: nn.Module, data: Optional[Mapping[str, Any]] = None) -> None:
+    """Make a model's pretrained cfg describe the weights it now holds: the tag it was built with, its source and
     its evaluation recommendations go; ``data`` (pretrained cfg fields) takes their place."""
     cfg = model.pretrained_cfg  # in place: timm's default_cfg is the same dict
     for key in _SOURCE_FIELDS:
@@ -299,7 +306,7 @@ def load_weights(model: nn.Module, source: Source, *, layout: Optional[str] = No
         cfg = {**{k: v for k, v in model.pretrained_cfg.items() if k not in _SOURCE_FIELDS}, **spec_cfg(source),
                'tag': source.tag}
         report = _load_cfg(model, {**cfg, 'architecture': source.arch}, layout)  # the tag's pin, for its URL
-        _describe_weights(model, cfg)  # the tag's cfg, as create_model(tag) gives it
+        describe_weights(model, cfg)  # the tag's cfg, as create_model(tag) gives it
         return report
     if isinstance(source, (str, os.PathLike)):
         source = Checkpoint.read(source, ema)
@@ -317,7 +324,7 @@ def load_weights(model: nn.Module, source: Source, *, layout: Optional[str] = No
         cfg = getattr(source, 'pretrained_cfg', None) or {}
         label, known, state_dict = f"the {cfg.get('architecture') or type(source).__name__} module", {}, \
             source.state_dict()
-        data = {k: cfg[k] for k in _DATA_FIELDS if cfg.get(k) is not None}
+        data = data_fields(cfg)
     elif isinstance(source, Mapping):
         state_dict, entry = unwrap(source, ema)
         label, known = 'a state dict', dict(entry=entry)
@@ -328,7 +335,7 @@ def load_weights(model: nn.Module, source: Source, *, layout: Optional[str] = No
     model.load_state_dict(weights)
     if 'input_size' in data:  # in the model's channels: its stem may have been adapted
         data['input_size'] = (model.get_submodule(_prefixes(model)[0][:-1]).in_channels, *data['input_size'][1:])
-    _describe_weights(model, data)
+    describe_weights(model, data)
     return report
 
 
@@ -413,6 +420,6 @@ def load(name: str, *, pretrained: bool = True, checkpoint: Optional[Union[str, 
         return model, load_weights(model, weights)
     model = _create(name, kwargs)
     if not pretrained:
-        _describe_weights(model)
+        describe_weights(model)
         return model, LoadReport('random weights')
     return model, _load_cfg(model, model.pretrained_cfg, cache_dir=kwargs.get('cache_dir'))

@@ -5,6 +5,7 @@ timm's ``ResNet`` builds the stem, the stages, the head, feature extraction, int
 ``timm.create_model`` and from ``train.py --model-kwargs``), the SENet authors' Caffe stem pooling, and an input
 check on the first convolution.
 """
+import inspect
 from functools import partial
 from typing import Optional
 
@@ -18,6 +19,11 @@ from timm_sesk.weights._pretrained import pretrained_source
 from .blocks import SE_POSITIONS
 
 __all__ = ['SeskResNet', 'create_sesk_resnet']
+
+# timm's ResNet arguments with their defaults, and what else __init__'s locals() hold before its first assignment.
+_RESNET_DEFAULTS = {k: p.default for k, p in inspect.signature(ResNet.__init__).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+_NOT_ARGS = ('self', 'kwargs', '__class__')
 
 # The Caffe stem pool has no padding: the stem output, floor((H - 1) / 2) + 1, must cover its 3x3 window.
 _CAFFE_STEM_MIN_SIZE = 5
@@ -38,6 +44,11 @@ class SeskResNet(ResNet):
 
     All of timm's ResNet arguments (``layers``, ``cardinality``, ``base_width``, ``stem_type``, ``output_stride``,
     ``drop_path_rate``, ...) are accepted and behave as in timm.
+
+    Attributes:
+        build_args: Every argument it was built with, defaults included (timm's ``ResNet`` arguments too): a model
+            does not otherwise record its ``create_model`` arguments, and ``timm_sesk.to_timm`` tells its twin in
+            timm by them.
     """
 
     def __init__(
@@ -88,8 +99,9 @@ class SeskResNet(ResNet):
                 least 5x5.
             **kwargs: timm ``ResNet`` arguments.
         """
+        se_position = _check_se_position(se_position)  # one spelling of "no SE" in build_args
+        build_args = {**_RESNET_DEFAULTS, **{k: v for k, v in locals().items() if k not in _NOT_ARGS}, **kwargs}
         block_args = dict(kwargs.pop('block_args', None) or {})
-        se_position = _check_se_position(se_position)
         if se_position:
             block_args['attn_layer'] = partial(
                 SqueezeExcite, reduction=se_reduction, divisor=se_divisor, squeeze=se_squeeze, bias=se_bias,
@@ -110,6 +122,7 @@ class SeskResNet(ResNet):
         min_size = _CAFFE_STEM_MIN_SIZE if caffe_stem_pool else 1
         add_input_check(self.conv1[0] if isinstance(self.conv1, nn.Sequential) else self.conv1, min_size=min_size)
         self.fused = False  # set by timm_sesk.fuse
+        self.build_args = build_args
 
     def train(self, mode: bool = True) -> 'SeskResNet':
         if mode and self.fused:
