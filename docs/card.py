@@ -1,9 +1,10 @@
-"""MODEL_CARD.md, generated from the weights manifest and the registered models; README.md's zoo table, generated
-from the declared architectures. A script of the repository, not part of the installed package.
+"""MODEL_CARD.md, generated from the weights manifest and the registered models; README.md's zoo table and table of
+timm's built-in twins, generated from the declared architectures. A script of the repository, not part of the
+installed package.
 
     python docs/card.py --write MODEL_CARD.md           # regenerate the card (make card)
     python docs/card.py --check MODEL_CARD.md           # exit 1 if the file has drifted
-    python docs/card.py --zoo-table --write README.md   # regenerate README's zoo table (make zoo-table)
+    python docs/card.py --zoo-table --write README.md   # regenerate README's two tables (make zoo-table)
 
 The test suite compares both files with what this generates, so neither can disagree with the manifest or the models.
 """
@@ -14,11 +15,14 @@ from typing import Dict, List, Optional
 
 from timm_sesk import list_models
 from timm_sesk.models.archs import ARCHS, FAMILIES, Arch
+from timm_sesk.twin import twins
 from timm_sesk.weights.manifest import NO_WEIGHTS, NOT_GRAFTABLE, WEIGHTS, ReportedAccuracy, WeightSpec
 from timm_sesk.weights.references import REFERENCES, describe_references
 from timm_sesk.zoo import model_facts
 
-__all__ = ['ZOO_TABLE_BEGIN', 'ZOO_TABLE_END', 'render', 'render_zoo_table', 'with_zoo_table']
+__all__ = [
+    'TWIN_TABLE_BEGIN', 'TWIN_TABLE_END', 'ZOO_TABLE_BEGIN', 'ZOO_TABLE_END', 'render', 'render_twin_table',
+    'render_zoo_table', 'with_twin_table', 'with_zoo_table']
 
 _HEADER = """# timm_sesk model card
 
@@ -205,13 +209,47 @@ def render_zoo_table() -> str:
     return '\n'.join(lines)
 
 
+def _with_table(readme: str, begin_marker: str, end_marker: str, table: str) -> str:
+    """The README text with the table between the two markers replaced."""
+    head, begin, rest = readme.partition(begin_marker)
+    _, end, tail = rest.partition(end_marker)
+    if not (begin and end):
+        raise ValueError(f'no table markers in the README: {begin_marker} ... {end_marker}')
+    return f'{head}{begin}\n\n{table}\n\n{end}{tail}'
+
+
 def with_zoo_table(readme: str) -> str:
     """The README text with the zoo table between its markers regenerated."""
-    head, begin, rest = readme.partition(ZOO_TABLE_BEGIN)
-    _, end, tail = rest.partition(ZOO_TABLE_END)
-    if not (begin and end):
-        raise ValueError(f'no zoo table markers in the README: {ZOO_TABLE_BEGIN} ... {ZOO_TABLE_END}')
-    return f'{head}{begin}\n\n{render_zoo_table()}\n\n{end}{tail}'
+    return _with_table(readme, ZOO_TABLE_BEGIN, ZOO_TABLE_END, render_zoo_table())
+
+
+TWIN_TABLE_BEGIN = '<!-- Twin table generated from timm_sesk/models by `make zoo-table`; do not edit by hand. -->'
+TWIN_TABLE_END = '<!-- End of the generated twin table. -->'
+
+
+def render_twin_table() -> str:
+    """README's table of timm's built-in twins: a row for each network's portable architectures, in declaration
+    order, and one for those without a twin."""
+    portable = twins()
+    networks: Dict[str, List[Arch]] = {}
+    for arch in ARCHS.values():
+        if arch.name in portable:
+            networks.setdefault(arch.network, []).append(arch)
+    lines = ["| model | a portable export is timm's |", '|---|---|']
+    for archs in networks.values():
+        names = ', '.join(f'`{a.name}`' for a in archs)
+        built_in = ', '.join(f'`{portable[a.name]}`' for a in archs)
+        lines.append(f'| {names} | {built_in} |')
+    twinless = [a for a in ARCHS.values() if a.name not in portable]
+    if twinless:
+        lines.append(f"| {', '.join(f'`{a.name}`' for a in twinless)} | no twin (timm registers no "
+                     f"{', '.join(a.reference.name for a in twinless)}): timm_sesk's layout |")
+    return '\n'.join(lines)
+
+
+def with_twin_table(readme: str) -> str:
+    """The README text with the twin table between its markers regenerated."""
+    return _with_table(readme, TWIN_TABLE_BEGIN, TWIN_TABLE_END, render_twin_table())
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -220,11 +258,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument('--write', metavar='PATH', help='write the card (or the zoo table of the README) to PATH')
     group.add_argument('--check', metavar='PATH', help='exit 1 if PATH differs from what is generated')
-    parser.add_argument('--zoo-table', action='store_true', help="PATH is README.md: generate its zoo table only")
+    parser.add_argument('--zoo-table', action='store_true',
+                        help="PATH is README.md: generate its zoo table and its twin table only")
     args = parser.parse_args(argv)
     path = Path(args.write or args.check)
     current = path.read_text(encoding='utf-8') if args.check or args.zoo_table else None
-    text = with_zoo_table(current) if args.zoo_table else render()
+    text = with_twin_table(with_zoo_table(current)) if args.zoo_table else render()
     if args.write:
         path.write_text(text, encoding='utf-8')
         return 0

@@ -1,8 +1,9 @@
 """Smoke test of the lowest timm setup.cfg declares, run by `make floor` in a venv holding exactly that timm.
 
 Every architecture builds, trains one step and runs in eval at 64 px; a pretrained tag loads from a file of its
-source's layout, through timm's loader and through ``timm_sesk.load_weights``; a Hub folder exports and loads back.
-The test suite runs on the current timm; this shows the declared floor is not a guess.
+source's layout, through timm's loader and through ``timm_sesk.load_weights``; Hub folders export, in timm_sesk's
+layout and as timm's built-in twin, and load back. The test suite runs on the current timm; this shows the declared
+floor is not a guess.
 
     python tests/floor_smoke.py
 """
@@ -50,15 +51,19 @@ def a_tag_loads_from_a_file(path: Path) -> None:
         assert _close(model.eval()(_x()), expected) and _close(again.eval()(_x()), expected)
 
 
-def a_hub_folder_exports_and_loads_back(checkpoint: Path, folder: Path) -> None:
+def hub_folders_export_and_load_back(checkpoint: Path, folder: Path) -> None:
     knobs = dict(sk_memory_efficient=True)
     model, _ = timm_sesk.load('sk_resnet18', checkpoint=checkpoint, **knobs)
-    out = export_hub_folder('sk_resnet18', folder, checkpoint=checkpoint, dataset='none', model_args=knobs,
-                            model=model)
-    loaded = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
+    plugin = export_hub_folder('sk_resnet18', folder / 'plugin', checkpoint=checkpoint, dataset='none',
+                               model_args=knobs, model=model, layout='plugin')
+    portable = export_hub_folder('sk_resnet18', folder / 'portable', checkpoint=checkpoint, dataset='none',
+                                 model_args=knobs, model=model)
+    loaded = timm.create_model(f'local-dir:{plugin}', pretrained=True).eval()
     assert loaded.layer1[0].conv1.memory_efficient  # the model arguments travel in config.json
+    twin = timm.create_model(f'local-dir:{portable}', pretrained=True).eval()
+    assert twin.pretrained_cfg['architecture'] == 'skresnet18'  # timm's own: loads without timm_sesk
     with torch.no_grad():
-        assert _close(loaded(_x()), model.eval()(_x()))
+        assert _close(loaded(_x()), model.eval()(_x())) and _close(twin(_x()), model(_x()))
 
 
 def main() -> int:
@@ -66,9 +71,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / 'skresnet18.pth'
         a_tag_loads_from_a_file(checkpoint)
-        a_hub_folder_exports_and_loads_back(checkpoint, Path(tmp) / 'hub')
+        hub_folders_export_and_load_back(checkpoint, Path(tmp))
     print(f'timm {timm.__version__}, torch {torch.__version__}: {len(timm_sesk.list_models())} architectures build, '
-          'train and evaluate; a tag loads from a file; a Hub folder exports and loads back')
+          'train and evaluate; a tag loads from a file; Hub folders export (plugin and portable) and load back')
     return 0
 
 

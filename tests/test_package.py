@@ -20,7 +20,8 @@ from timm_sesk.weights import REFERENCES
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / 'README.md'
-with_zoo_table = runpy.run_path(str(REPO / 'docs' / 'card.py'))['with_zoo_table']  # the generator: a script
+CARD = runpy.run_path(str(REPO / 'docs' / 'card.py'))  # the generator: a script
+with_zoo_table, with_twin_table = CARD['with_zoo_table'], CARD['with_twin_table']
 
 
 def _meta(name, **kwargs):
@@ -82,6 +83,15 @@ def test_readme_zoo_table_is_generated_from_the_declarations():
         "README.md's zoo table drifted from timm_sesk/models: run `make zoo-table`")
     for name in ARCHS:
         assert f'`{name}`' in text.split('## The zoo')[1].split('End of the generated zoo table')[0]
+
+
+def test_readme_twin_table_is_generated_from_the_declarations():
+    text = README.read_text(encoding='utf-8')
+    assert with_twin_table(text) == text, (
+        "README.md's table of timm's built-in twins drifted from timm_sesk/models: run `make zoo-table`")
+    table = text.split('### Sharing a fine-tune')[1].split('End of the generated twin table')[0]
+    for name in ARCHS:
+        assert f'`{name}`' in table
 
 
 def test_model_modules_do_not_collide_with_timm():

@@ -1,6 +1,7 @@
 """Hub-ready folders: what they contain, and that timm loads them back through `hf-hub:` (and after an upload)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,10 @@ import torch
 from helpers import IMG, rel_err
 from sources import publish_source
 
+from timm_sesk import publish
+from timm_sesk.errors import ExportCheckError
 from timm_sesk.publish import export_hub_folder, upload_hub_folder
+from timm_sesk.twin import to_timm
 from timm_sesk.weights import WEIGHTS
 
 SPEC = next(s for s in WEIGHTS if s.name == 'sk_resnet18.ra_in1k')
@@ -35,30 +39,36 @@ def _front_matter(readme: str) -> dict:
     return fields
 
 
-def test_exported_folder_loads_back_through_hf_hub(hub, tmp_path):
+@pytest.mark.parametrize('layout', [None, 'plugin'])  # None: portable, timm's skresnet18
+def test_exported_folder_loads_back_through_hf_hub(hub, tmp_path, layout):
     source = publish_source(hub, SPEC, seed=11)
-    folder = export_hub_folder(SPEC.name, tmp_path / 'export', repo_id='sesk-test/sk18')
+    repo = f'sesk-test/sk18-{layout}'
+    folder = export_hub_folder(SPEC.name, tmp_path / 'export', repo_id=repo, layout=layout)
     assert sorted(p.name for p in folder.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
+    architecture = 'sk_resnet18' if layout == 'plugin' else 'skresnet18'
 
     with safetensors.safe_open(str(folder / 'model.safetensors'), 'pt') as f:
         metadata = f.metadata()
-    assert metadata['architecture'] == 'sk_resnet18'
+    assert metadata['architecture'] == architecture
     assert metadata['weights'] == SPEC.name and metadata['weights_source'] == SPEC.source
+    assert set(metadata) == {'format', 'architecture', 'timm_sesk_version', 'timm_version', 'weights',
+                             'weights_source', *([] if layout == 'plugin' else ['timm_sesk_architecture'])}
 
     config = json.loads((folder / 'config.json').read_text())
-    assert config['architecture'] == 'sk_resnet18' and config['num_classes'] == 1000
+    assert config['architecture'] == architecture and config['num_classes'] == 1000
     assert config['pretrained_cfg']['interpolation'] == SPEC.interpolation
 
     readme = (folder / 'README.md').read_text()
     front = _front_matter(readme)
     assert front['library_name'] == 'timm' and front['license'] == SPEC.license
     assert front['datasets'] == ['imagenet-1k'] and {'timm', 'timm_sesk', 'selective-kernel'} <= set(front['tags'])
-    assert 'import timm_sesk' in readme and "create_model('hf-hub:sesk-test/sk18'" in readme
+    assert ('import timm_sesk' in readme) == (layout == 'plugin') and f"create_model('hf-hub:{repo}'" in readme
     assert SPEC.source in readme and 'reported by timm results-imagenet.csv' in readme
 
     for path in folder.iterdir():
-        hub.publish('sesk-test/sk18', path.name, path)
-    model = timm.create_model('hf-hub:sesk-test/sk18', pretrained=True).eval()
+        hub.publish(repo, path.name, path)
+    model = timm.create_model(f'hf-hub:{repo}', pretrained=True).eval()
+    assert model.pretrained_cfg['architecture'] == architecture
     with torch.no_grad():
         assert rel_err(model(_x()), source(_x())) < 1e-5
 
@@ -72,6 +82,8 @@ def test_finetuned_checkpoint_uploads_and_loads_back(hub, tmp_path):
         model_args=dict(num_classes=7, se_position='post'), repo_id='sesk-test/se18-cifar')
     readme = (folder / 'README.md').read_text()
     assert _front_matter(readme)['datasets'] == ['cifar10'] and 'sha256' in readme
+    # SE after the residual addition: no twin in timm, so the plugin layout, and a card that names the plugin
+    assert 'Loading it needs timm_sesk installed and `import timm_sesk`' in readme and '\nimport timm_sesk ' in readme
     assert json.loads((folder / 'config.json').read_text())['model_args']['se_position'] == 'post'
 
     commit_url = upload_hub_folder(folder, 'sesk-test/se18-cifar', token=False)
@@ -103,5 +115,22 @@ def test_export_command(hub, tmp_path):
         [sys.executable, '-m', 'timm_sesk', 'export', SPEC.name, str(out), '--repo-id', 'sesk-test/cli'],
         capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert result.returncode == 0, result.stderr
-    assert 'model.safetensors' in result.stdout
-    assert (out / 'config.json').is_file() and (out / 'README.md').is_file()
+    error = float(re.search(r'max relative error (\S+)\)', result.stdout).group(1))
+    assert f"portable: wrote timm's skresnet18 (exactly equal to sk_resnet18, max relative error {error:.0e}); loads " \
+           'with timm alone\n' in result.stdout and 0 <= error < 1e-5
+    assert 'model.safetensors' in result.stdout and f'max relative error {error:.0e}' in (out / 'README.md').read_text()
+    assert json.loads((out / 'config.json').read_text())['architecture'] == 'skresnet18'
+
+
+def test_a_folder_whose_twin_computes_otherwise_is_refused(monkeypatch, tmp_path):
+    def wrong(model):
+        twin = to_timm(model)
+        twin.fc.bias.data[0] += 1.0
+        return twin
+
+    monkeypatch.setattr(publish, 'to_timm', wrong)
+    model = timm.create_model('sk_resnet18', num_classes=3)
+    with pytest.raises(ExportCheckError, match=r"timm's skresnet18 built from .* does not compute what sk_resnet18 "
+                                               r'computes'):
+        export_hub_folder('sk_resnet18', tmp_path, model=model, dataset='none')
+    assert list(tmp_path.iterdir()) == []  # neither weights, config nor card

@@ -1,4 +1,8 @@
-"""An exported folder loads in transformers (AutoModel, AutoImageProcessor, pipeline) as timm's own models do."""
+"""An exported folder loads in transformers (AutoModel, AutoImageProcessor, pipeline) as timm's own models do: a
+portable one as timm's built-in twin, a plugin one after ``import timm_sesk`` (this process has it imported; without
+it, tests/test_portable.py)."""
+import json
+
 import numpy as np
 import pytest
 import timm
@@ -41,6 +45,7 @@ def _check_in_transformers(folder, expected_model: torch.nn.Module, labels=None)
 def test_a_pretrained_export_loads_in_transformers_locally_and_from_the_hub(hub, tmp_path):
     source = publish_source(hub, SPEC, seed=21)
     folder = export_hub_folder(SPEC.name, tmp_path / 'export')
+    assert json.loads((folder / 'config.json').read_text())['architecture'] == 'skresnet18'  # portable
     ours = timm.create_model(SPEC.name, pretrained=True)
     with torch.no_grad():
         x = torch.randn(1, 3, 64, 64)
@@ -51,7 +56,7 @@ def test_a_pretrained_export_loads_in_transformers_locally_and_from_the_hub(hub,
     _check_in_transformers('sesk-test/sk18-transformers', ours)
 
 
-def test_a_finetuned_export_loads_in_transformers_with_its_labels(tmp_path):
+def test_a_finetuned_plugin_export_loads_in_transformers_with_its_labels(tmp_path):
     torch.manual_seed(0)
     finetuned = randomize_bn(timm.create_model('se_resnet18', num_classes=4)).eval()
     checkpoint = tmp_path / 'model_best.pth.tar'
@@ -59,5 +64,6 @@ def test_a_finetuned_export_loads_in_transformers_with_its_labels(tmp_path):
     labels = ['cargo truck', 'cat', 'dog', 'ship']
     folder = export_hub_folder(
         'se_resnet18', tmp_path / 'export', checkpoint=checkpoint, dataset='cifar10',
-        model_args=dict(num_classes=4), label_names=labels)
+        model_args=dict(num_classes=4), label_names=labels, layout='plugin')
+    assert json.loads((folder / 'config.json').read_text())['architecture'] == 'se_resnet18'
     _check_in_transformers(str(folder), finetuned, labels)

@@ -3,13 +3,19 @@
 The folder holds what timm's ``hf-hub:`` loader reads: ``model.safetensors`` and ``config.json`` in timm's format,
 written by timm's ``save_for_hf`` (the weights then saved again with provenance metadata, and ``num_classes`` taken
 out of the config's ``model_args``), and a ``README.md`` model card with YAML front matter, written by timm's
-``generate_readme``. After ``import timm_sesk``, ``timm.create_model('hf-hub:<org>/<repo>', pretrained=True)`` loads
-it back. timm's ``push_to_hf_hub`` would upload its own files, without the metadata and with ``num_classes`` twice, so
-``upload_hub_folder`` uploads this folder with huggingface_hub.
+``generate_readme``. timm's ``push_to_hf_hub`` would upload its own files, without the metadata and with
+``num_classes`` twice, so ``upload_hub_folder`` uploads this folder with huggingface_hub.
+
+Two layouts. ``portable`` (the default, where the model has a twin built into timm: ``timm_sesk.twin``): the folder
+holds timm's twin (``config.json`` names it, the weights are in its layout), so timm alone loads it, and so do the
+tools built on timm (transformers, ...); the export builds it from the written folder, as timm does, and refuses a
+folder whose logits differ from the model's. ``plugin``: the model in timm_sesk's own layout, which needs
+``import timm_sesk`` before ``timm.create_model('hf-hub:<org>/<repo>', pretrained=True)``; the only layout of the
+models without a twin.
 """
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import safetensors.torch
 import timm
@@ -18,37 +24,48 @@ from timm.models import save_for_hf
 from timm.models._hub import generate_readme
 from torch import nn
 
+from timm_sesk.deploy import data_config, relative_error
+from timm_sesk.errors import ExportCheckError, NoTwinError
 from timm_sesk.loading import load
 from timm_sesk.models.archs import FAMILIES, families_of
+from timm_sesk.twin import TOLERANCE, Twin, to_timm, twin_of
 from timm_sesk.version import __version__
 from timm_sesk.weights import REFERENCES, WeightSpec
 from timm_sesk.weights._pretrained import find_spec, sha256_file
 from timm_sesk.zoo import count_gmacs
 
-__all__ = ['export_hub_folder', 'upload_hub_folder']
+__all__ = ['LAYOUTS', 'export_hub_folder', 'upload_hub_folder']
+
+# portable: timm's built-in twin, which timm alone loads; plugin: timm_sesk's own layout, loaded after import timm_sesk.
+LAYOUTS = ('portable', 'plugin')
 
 _PLACEHOLDER = 'hf-hub:ORG/NAME'
 # create_model arguments that choose weights or where they are cached, not the architecture: not for config.json.
 _NOT_MODEL_ARGS = ('num_classes', 'pretrained_cfg', 'pretrained_cfg_overlay', 'cache_dir')
 
 
-def _usage(name: str) -> str:
+def _usage(name: str, portable: bool = False) -> str:
     """The card's snippet, loading ``name``: the repository, the pretrained tag, or a placeholder for the repository
-    a fine-tune is uploaded to (never the tag it may have started from)."""
+    a fine-tune is uploaded to (never the tag it may have started from); a portable folder's with timm alone."""
     where = '  # ORG/NAME: the repository you upload this folder to' if name == _PLACEHOLDER else ''
+    imports = 'import timm  # pip install timm: nothing else is needed\n' if portable else (
+        'import timm\n'
+        'import timm_sesk  # registers the architecture with timm\n')
     return (
         '```python\n'
-        'import timm\n'
-        'import timm_sesk  # registers the architecture with timm\n\n'
+        f'{imports}\n'
         f"model = timm.create_model('{name}', pretrained=True).eval(){where}\n"
         'config = timm.data.resolve_data_config(model=model)\n'
         'transform = timm.data.create_transform(**config)\n'
         '```\n')
 
 
-def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[str], dataset: str) -> Dict[str, Any]:
+def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[str], dataset: str,
+                twin: Optional[Twin] = None, error: Optional[float] = None) -> Dict[str, Any]:
     details: Dict[str, Any] = {
-        'Architecture': f'{arch} (timm_sesk {__version__}), proven equal to {REFERENCES[arch].description}',
+        'Architecture': f'{arch} (timm_sesk {__version__}), proven equal to {REFERENCES[arch].description}'
+        if twin is None else f"timm's `{twin.name}`, exported from {arch} (timm_sesk {__version__}), which it equals "
+                             f'exactly: max relative error {error:.0e} of its logits on a random batch at export',
     }
     if spec is not None:
         details['Pretrained weights'] = {
@@ -89,8 +106,11 @@ def export_hub_folder(
         license: Optional[str] = None,
         repo_id: Optional[str] = None,
         model: Optional[nn.Module] = None,
+        layout: Optional[str] = None,
+        log: Optional[Callable[[str], None]] = None,
 ) -> Path:
-    """Write a Hub-ready folder for a model.
+    """Write a Hub-ready folder for a model: timm's built-in twin where it has one (``portable``), else the model in
+    timm_sesk's own layout (``plugin``).
 
     Args:
         model_name: timm_sesk model, optionally with a pretrained tag (``sk_resnet50.ra_in1k``).
@@ -105,17 +125,30 @@ def export_hub_folder(
         model: The model to export, already holding its weights (``checkpoint`` then only names their file, for
             its sha256), as ``timm_sesk.load`` returns it: a model whose pretrained cfg names no tag is described as
             fine-tuned, or random without a checkpoint, not as the tag's weights.
+        layout: ``'portable'``: timm's built-in twin (``timm_sesk.to_timm``), which timm alone loads, built from the
+            written folder and compared with the model before the card is written; ``'plugin'``: timm_sesk's own
+            layout, loaded after ``import timm_sesk``. None (the default): portable where the model has a twin.
+        log: Where to say which layout was written and why (None: quiet).
 
     Returns:
         The folder.
+
+    Raises:
+        NoTwinError: ``layout='portable'``, and timm has no twin of the model (the message says why).
+        ExportCheckError: The folder's twin, as timm builds it, does not compute the model's logits; its weights and
+            config are removed.
     """
     if checkpoint is not None and not dataset:
         raise ValueError('name the dataset the checkpoint was fine-tuned on (dataset=...), for the model card')
+    if layout not in (None, *LAYOUTS):
+        raise ValueError(f'layout must be one of {LAYOUTS} or None (portable where the model has a twin), not '
+                         f'{layout!r}')
     model_args = dict(model_args or {})
     if model is None:
         model, _ = load(model_name, checkpoint=checkpoint, **model_args)
     model = model.eval()
     arch = model.pretrained_cfg['architecture']
+    twin = _twin(model, layout, log)
     spec = find_spec(model.pretrained_cfg)
     checkpoint_sha = sha256_file(checkpoint) if checkpoint is not None else None
     dataset = dataset or 'imagenet-1k'
@@ -133,7 +166,17 @@ def export_hub_folder(
     }
     if checkpoint_sha:
         metadata['finetuned_checkpoint_sha256'] = checkpoint_sha
-    _save(model, out, model_args, {'label_names': label_names} if label_names else None, metadata)
+    model_config = {'label_names': label_names} if label_names else None
+    error = None
+    if twin is None:
+        _save(model, out, model_args, model_config, metadata)
+    else:
+        _save(to_timm(model), out, twin.kwargs, model_config,
+              {**metadata, 'architecture': twin.name, 'timm_sesk_architecture': arch})
+        error = _check_portable(model, out, twin)
+        if log is not None:
+            log(f"portable: wrote timm's {twin.name} (exactly equal to {arch}, max relative error {error:.0e}); loads "
+                'with timm alone')
 
     # The families of the model as built (model_args can add SE to an SK model, or switch it off).
     families = [FAMILIES[key] for key in families_of(model)]
@@ -145,7 +188,12 @@ def export_hub_folder(
         'tags': ['image-classification', 'timm', 'timm_sesk', *(f.hub_tag for f in families)],
         'license': license,
         'description': f'{arch} from timm_sesk, the Squeeze-and-Excitation / Selective-Kernel ResNet zoo for timm. '
-                       'Loading it needs timm_sesk installed and `import timm_sesk` before `timm.create_model`.',
+                       'Loading it needs timm_sesk installed and `import timm_sesk` before `timm.create_model`.'
+        if twin is None else
+        f"timm's {twin.name}, exported from {arch} of timm_sesk, the Squeeze-and-Excitation / Selective-Kernel ResNet "
+        f'zoo for timm: the same network, built into timm, so it loads with timm alone (`pip install timm`, no '
+        f'timm_sesk), and so in the tools built on timm. It computes exactly what {arch} computes (checked at export: '
+        f'max relative error {error:.0e}); with timm_sesk, `timm_sesk.from_timm(model)` gives the {arch} back.',
         'details': {
             'Model Type': 'Image classification / feature backbone',
             'Model Stats': {
@@ -155,15 +203,48 @@ def export_hub_folder(
             },
             **papers,
             'Dataset': dataset,
-            **_provenance(arch, spec, checkpoint_sha, dataset),
+            **_provenance(arch, spec, checkpoint_sha, dataset, twin, error),
         },
-        'usage': _usage(f'hf-hub:{repo_id}' if repo_id else spec.name if spec is not None else _PLACEHOLDER),
+        'usage': _usage(f'hf-hub:{repo_id}' if repo_id else spec.name if spec is not None and twin is None else
+                        _PLACEHOLDER, portable=twin is not None),
     }
     if families:
         card['citation'] = [f.bibtex for f in families]
     readme = generate_readme(card, repo_id.split('/')[-1] if repo_id else arch)
     (out / 'README.md').write_text(readme, encoding='utf-8')
     return out
+
+
+def _twin(model: nn.Module, layout: Optional[str], log: Optional[Callable[[str], None]]) -> Optional[Twin]:
+    """The twin to write, None for the plugin layout (asked for, or where the model has no twin)."""
+    if layout == 'plugin':
+        return None
+    try:
+        return twin_of(model)
+    except NoTwinError as e:
+        if layout == 'portable':
+            raise
+        if log is not None:
+            log(f'plugin layout: {e}; loading the folder needs timm_sesk, as its card says')
+        return None
+
+
+def _check_portable(model: nn.Module, out: Path, twin: Twin) -> float:
+    """The export check: the folder's model, built by timm alone as whoever loads it builds it, against the model,
+    on a random batch; the relative error of the logits. A folder that fails keeps neither weights nor config."""
+    loaded = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
+    param = next(model.parameters())
+    x = torch.randn(2, *data_config(model)['input_size'], generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        error = relative_error(loaded.to(param)(x.to(param)).float().cpu(), model(x.to(param)).float().cpu())
+    if not error <= TOLERANCE:  # NaN fails too
+        for name in ('model.safetensors', 'config.json'):
+            (out / name).unlink()
+        raise ExportCheckError(
+            f"timm's {twin.name} built from {out} does not compute what {twin.arch} computes (max relative error "
+            f"{error:.1e} of the logits, above {TOLERANCE:.0e}): its weights and config were removed; export it in "
+            "timm_sesk's layout (layout='plugin', --layout plugin)")
+    return error
 
 
 def upload_hub_folder(folder: Union[str, Path], repo_id: str, private: bool = False,

@@ -8,7 +8,7 @@ from torch import nn
 from timm_sesk import deploy
 from timm_sesk.data import read_label_names
 from timm_sesk.extras import require
-from timm_sesk.publish import export_hub_folder, upload_hub_folder
+from timm_sesk.publish import LAYOUTS, export_hub_folder, upload_hub_folder
 
 from .errors import EXIT_USAGE, PROG, CliError
 from .options import (
@@ -30,9 +30,13 @@ def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) ->
         name, parents=[model_options(positional=True)], help=summary, formatter_class=HelpFormatter,
         description='--format hub (default): write model.safetensors, config.json and a README.md model card for a '
                     'model, from its pretrained tag or a fine-tuned checkpoint (whose head size, and a train.py '
-                    "checkpoint's input size, are read from it; the folder then names no pretrained tag). After "
-                    "`import timm_sesk`, timm.create_model('hf-hub:ORG/NAME', pretrained=True) loads the uploaded "
-                    'folder.\n\n--format onnx writes model.onnx (opset 18, dynamic batch, input "input", output '
+                    "checkpoint's input size, are read from it; the folder then names no pretrained tag). Where timm "
+                    "has the model's network built in (its twin: sk_resnet18 is timm's skresnet18, ...), the folder "
+                    'holds that twin, checked equal at export, and timm alone loads it: timm.create_model('
+                    "'hf-hub:ORG/NAME', pretrained=True), transformers, ... (--layout portable, the default). "
+                    '--layout plugin, and models without a twin (sk_resnet26, sk_resnet101, other SE/SK knobs), '
+                    "keep timm_sesk's layout, which loads after `import timm_sesk`."
+                    '\n\n--format onnx writes model.onnx (opset 18, dynamic batch, input "input", output '
                     '"logits"), --format openvino model.xml and model.bin (OpenVINO IR), both of the model after '
                     'timm_sesk.fuse. Their folder also holds deploy.json with the check run at export (maximum '
                     'relative error of the runtime against PyTorch on a random batch; the export fails above 1e-4) '
@@ -42,6 +46,7 @@ def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) ->
         epilog=f'examples:\n  {PROG} export -m sk_resnet50.ra_in1k out/sk50\n'
                f'  {PROG} export -m se_resnet50 out/se50-cifar --checkpoint model_best.pth.tar --dataset cifar10 '
                '--label-names classes.txt\n'
+               f'  {PROG} export -m se_resnet50 out/se50-plugin --layout plugin\n'
                f'  {PROG} export -m sk_resnet50 out/sk50-ov --format openvino\n'
                f'  {PROG} export -m sk_resnet18 out/sk18-int8 --format openvino --checkpoint model_best.pth.tar '
                '--int8-calibration data/train')
@@ -50,6 +55,9 @@ def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) ->
     p.add_argument('--format', choices=('hub', *deploy.FORMATS), default='hub',
                    help='hub (default): Hub-ready folder; onnx: model.onnx; openvino: OpenVINO IR')
     p.add_argument('--dataset', help='hub: dataset the checkpoint was fine-tuned on (required with --checkpoint)')
+    p.add_argument('--layout', choices=LAYOUTS,
+                   help="hub: portable (timm's built-in twin, loads with timm alone; the default where the model has "
+                        "one) or plugin (timm_sesk's layout, loads after import timm_sesk)")
     # Before -m and --model-kwarg, export took create_model arguments as one list: still read, not advertised.
     p.add_argument('--model-kwargs', nargs='*', default=[], metavar='KEY=VALUE', help=argparse.SUPPRESS)
     p.add_argument('--label-names', metavar='FILE',
@@ -87,8 +95,8 @@ def _check_options(args: argparse.Namespace) -> None:
                            'card', code=EXIT_USAGE)
         return
     hub_only = [option for option, value in (
-        ('--dataset', args.dataset), ('--license', args.license), ('--repo-id', args.repo_id), ('--push', args.push),
-        ('--private', args.private)) if value]
+        ('--dataset', args.dataset), ('--layout', args.layout), ('--license', args.license),
+        ('--repo-id', args.repo_id), ('--push', args.push), ('--private', args.private)) if value]
     if hub_only:
         raise CliError(f'{", ".join(hub_only)}: only for --format hub (they go into its model card and upload)',
                        code=EXIT_USAGE)
@@ -144,7 +152,8 @@ def _export_hub(args: argparse.Namespace, model: nn.Module, out: Path, kwargs: D
     """The Hub folder (timm_sesk.publish), plus the data config every export format carries; optionally pushed."""
     dataset = args.dataset or ('none (random weights)' if args.no_pretrained else None)
     export_hub_folder(args.model, out, checkpoint=args.checkpoint, dataset=dataset, model_args=kwargs,
-                      label_names=label_names, license=args.license, repo_id=args.repo_id, model=model)
+                      label_names=label_names, license=args.license, repo_id=args.repo_id, model=model,
+                      layout=args.layout, log=print)
     deploy.write_data_config(model, out)
     if args.push:
         print(f'uploaded: {upload_hub_folder(out, args.repo_id, private=args.private)}')
