@@ -234,7 +234,8 @@ def _check_portable(model: nn.Module, out: Path, twin: Twin) -> float:
     on a random batch; the relative error of the logits. A folder that fails keeps neither weights nor config."""
     loaded = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
     param = next(model.parameters())
-    x = torch.randn(2, *data_config(model)['input_size'], generator=torch.Generator().manual_seed(0))
+    # At the input size the folder's data config gives: what whoever loads it feeds it.
+    x = torch.randn(2, *data_config(loaded)['input_size'], generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         error = relative_error(loaded.to(param)(x.to(param)).float().cpu(), model(x.to(param)).float().cpu())
     if not error <= TOLERANCE:  # NaN fails too

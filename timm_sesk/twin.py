@@ -51,7 +51,7 @@ class Twin:
     arch: str
     name: str
     mapping: str
-    kwargs: Dict[str, Any] = field(default_factory=dict)
+    kwargs: Dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 def twins() -> Dict[str, str]:
@@ -148,8 +148,9 @@ def to_timm(model: nn.Module) -> nn.Module:
         state[theirs_key] = ours[key].detach().reshape(theirs[theirs_key].shape).clone()
     module.load_state_dict(state, assign=True)  # every key of the twin, or it raises
     data = data_fields(model.pretrained_cfg)
-    if 'input_size' in data:
-        data['input_size'] = (model.build_args['in_chans'], *data['input_size'][1:])
+    for key in ('input_size', 'test_input_size'):  # in the model's channels (a cfg need not say them)
+        if key in data:
+            data[key] = (model.build_args['in_chans'], *data[key][1:])
     describe_weights(module, {**data, 'num_classes': model.num_classes})
     return module.train(model.training)
 
