@@ -18,11 +18,11 @@ from timm.models import save_for_hf
 from timm.models._hub import generate_readme
 from torch import nn
 
-from timm_sesk.loading import load
+from timm_sesk.loading import LoadReport, load
 from timm_sesk.models.archs import FAMILIES, families_of
 from timm_sesk.version import __version__
-from timm_sesk.weights import REFERENCES, WeightSpec
-from timm_sesk.weights._pretrained import find_spec, sha256_file
+from timm_sesk.weights import REFERENCES, WEIGHTS, WeightSpec
+from timm_sesk.weights._pretrained import sha256_file
 from timm_sesk.zoo import count_gmacs
 
 __all__ = ['export_hub_folder', 'upload_hub_folder']
@@ -46,7 +46,16 @@ def _usage(name: str) -> str:
         '```\n')
 
 
-def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[str], dataset: str) -> Dict[str, Any]:
+# What the card says of weights that are neither a pretrained tag's nor a named checkpoint's, by their metadata label.
+_UNCLAIMED = {
+    'random-init': 'random initialisation, untrained',
+    'random-head': 'a new, untrained classifier head: no accuracy is claimed',
+    'unverified': "not proven to be a pretrained tag's (an in-memory model, e.g. fine-tuned): no accuracy is claimed",
+}
+
+
+def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[str], dataset: Optional[str],
+                weights: str) -> Dict[str, Any]:
     details: Dict[str, Any] = {
         'Architecture': f'{arch} (timm_sesk {__version__}), proven equal to {REFERENCES[arch].description}',
     }
@@ -60,15 +69,38 @@ def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[
         }
     if checkpoint_sha is not None:
         details['Fine-tuned checkpoint'] = {'sha256': checkpoint_sha, 'dataset': dataset}
+    if weights in _UNCLAIMED:
+        details['Weights'] = _UNCLAIMED[weights]
     return details
 
 
+def _claims(report: Optional[LoadReport]) -> Optional[WeightSpec]:
+    """The pretrained tag a model's weights are, by the report of their loading: its weights as published, head
+    included; None for anything else (a new head, a checkpoint, random weights, or no report: an in-memory model
+    whose weights nothing proves to be the tag's, e.g. fine-tuned since)."""
+    if report is None or report.random_head is not None:
+        return None
+    return next((w for w in WEIGHTS if w.name == report.source), None)
+
+
+def _weights_label(spec: Optional[WeightSpec], checkpoint_sha: Optional[str], report: Optional[LoadReport]) -> str:
+    """The ``weights`` entry of the file's metadata."""
+    if spec is not None:
+        return spec.name
+    if checkpoint_sha:
+        return 'fine-tuned'
+    if report is not None and report.source == 'random weights':
+        return 'random-init'
+    return 'random-head' if report is not None and report.random_head else 'unverified'
+
+
 def _save(model: nn.Module, out: Path, model_args: Dict[str, Any], model_config: Optional[Dict[str, Any]],
-          metadata: Dict[str, str]) -> None:
+          metadata: Dict[str, str], tagged: bool) -> None:
     """timm's ``save_for_hf``, then the weights saved again with ``metadata``, and ``config.json`` without
     ``num_classes`` in ``model_args``: the root ``num_classes`` already gives it to timm, and transformers'
     ``TimmWrapperForImageClassification`` passes it to ``create_model`` itself (so a second copy fails with "got
-    multiple values for keyword argument 'num_classes'")."""
+    multiple values for keyword argument 'num_classes'"); and without the model's pretrained tag unless ``tagged``
+    (the weights are proven to be the tag's)."""
     save_for_hf(model, str(out), model_config=model_config, safe_serialization=True,
                 model_args={k: v for k, v in model_args.items() if k not in _NOT_MODEL_ARGS} or None)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -76,6 +108,8 @@ def _save(model: nn.Module, out: Path, model_args: Dict[str, Any], model_config:
     path = out / 'config.json'
     config = json.loads(path.read_text())
     config.get('model_args', {}).pop('num_classes', None)
+    if not tagged:
+        config.get('pretrained_cfg', {}).pop('tag', None)
     path.write_text(json.dumps(config, indent=2))
 
 
@@ -89,6 +123,7 @@ def export_hub_folder(
         license: Optional[str] = None,
         repo_id: Optional[str] = None,
         model: Optional[nn.Module] = None,
+        report: Optional[LoadReport] = None,
 ) -> Path:
     """Write a Hub-ready folder for a model.
 
@@ -103,8 +138,11 @@ def export_hub_folder(
         license: Licence of the exported weights (default: the pretrained tag's, or ``apache-2.0``).
         repo_id: Hub repository the folder is meant for, used in the card's usage example.
         model: The model to export, already holding its weights (``checkpoint`` then only names their file, for
-            its sha256), as ``timm_sesk.load`` returns it: a model whose pretrained cfg names no tag is described as
-            fine-tuned, or random without a checkpoint, not as the tag's weights.
+            its sha256). Without ``report``, nothing proves its weights to be a pretrained tag's (it may have been
+            fine-tuned, or built without them), so the card claims no tag and no accuracy.
+        report: What ``timm_sesk.load`` (or ``load_weights``) reported loading into ``model``, which has not been
+            changed since: the card claims the tag it names, where it loaded with its head, and its reported
+            accuracy.
 
     Returns:
         The folder.
@@ -113,27 +151,28 @@ def export_hub_folder(
         raise ValueError('name the dataset the checkpoint was fine-tuned on (dataset=...), for the model card')
     model_args = dict(model_args or {})
     if model is None:
-        model, _ = load(model_name, checkpoint=checkpoint, **model_args)
+        model, report = load(model_name, checkpoint=checkpoint, **model_args)
     model = model.eval()
     arch = model.pretrained_cfg['architecture']
-    spec = find_spec(model.pretrained_cfg)
+    spec = _claims(report)
     checkpoint_sha = sha256_file(checkpoint) if checkpoint is not None else None
-    dataset = dataset or 'imagenet-1k'
+    dataset = dataset or ('imagenet-1k' if spec is not None else None)
     license = license or (spec.license if spec is not None else 'apache-2.0')
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    weights = _weights_label(spec, checkpoint_sha, report)
     metadata = {
         'format': 'pt',
         'architecture': arch,
         'timm_sesk_version': __version__,
         'timm_version': timm.__version__,
-        'weights': spec.name if spec is not None else 'fine-tuned' if checkpoint_sha else 'random-init',
+        'weights': weights,
         'weights_source': spec.source if spec is not None else '',
     }
     if checkpoint_sha:
         metadata['finetuned_checkpoint_sha256'] = checkpoint_sha
-    _save(model, out, model_args, {'label_names': label_names} if label_names else None, metadata)
+    _save(model, out, model_args, {'label_names': label_names} if label_names else None, metadata, spec is not None)
 
     # The families of the model as built (model_args can add SE to an SK model, or switch it off).
     families = [FAMILIES[key] for key in families_of(model)]
@@ -154,8 +193,8 @@ def export_hub_folder(
                 'Image size': f'{input_size[-2]} x {input_size[-1]}',
             },
             **papers,
-            'Dataset': dataset,
-            **_provenance(arch, spec, checkpoint_sha, dataset),
+            **({'Dataset': dataset} if dataset else {}),
+            **_provenance(arch, spec, checkpoint_sha, dataset, weights),
         },
         'usage': _usage(f'hf-hub:{repo_id}' if repo_id else spec.name if spec is not None else _PLACEHOLDER),
     }
