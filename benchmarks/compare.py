@@ -254,7 +254,7 @@ def machine() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The benchmark's options, on ``parser`` (its own, or ``timm-sesk bench``'s)."""
-    parser.add_argument('--model', default='sk_resnet50', help='timm_sesk model (default: sk_resnet50)')
+    parser.add_argument('--model', '-m', default='sk_resnet50', help='timm_sesk model (default: sk_resnet50)')
     parser.add_argument('--batch', type=int, default=8, help='inference batch size (default: 8)')
     parser.add_argument('--size', type=int, default=224, help='inference input size in pixels (default: 224)')
     parser.add_argument('--device', default='cpu', help='torch device (default: cpu)')

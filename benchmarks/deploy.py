@@ -174,7 +174,7 @@ def real_images(folder: Path, config: Dict, count: int) -> Tuple[torch.Tensor, t
     """``count`` images of an ImageFolder split, spread over its classes, through the eval transform, and labels."""
     from timm.data import create_transform
 
-    samples, _ = image_folder(folder)
+    samples = image_folder(folder).samples
     transform = create_transform(**config)
     chosen = [samples[i] for i in even_indices(len(samples), count)]
     images = [transform(read_image(path)) for path, _ in chosen]

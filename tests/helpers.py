@@ -1,11 +1,13 @@
 """Helpers shared by the test modules."""
+import argparse
 import itertools
 import re
 import struct
 import zlib
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
+import timm
 import torch
 from PIL import Image
 from torch import nn
@@ -89,3 +91,25 @@ def hostile_images(folder: Path) -> Dict[str, Path]:
     Image.new('L', (40000, 1)).save(wide)
     bomb = write_png(folder / 'bomb.png', 14000, 14000, 1, 0, itertools.repeat(bytes(14000 // 8), 14000))
     return dict(wide=wide, bomb=bomb)
+
+
+def train_checkpoint(path: Path, arch: str, num_classes: int, answer: Optional[int] = None,
+                     ema_answer: Optional[int] = None, img_size: Optional[int] = None) -> Path:
+    """A checkpoint as timm's train.py saves it (arch, args, state_dict, optionally state_dict_ema); with ``answer``
+    its classifier always answers that class."""
+    def weights(rigged: Optional[int]) -> Dict[str, torch.Tensor]:
+        state_dict = randomize_bn(timm.create_model(arch, num_classes=num_classes)).state_dict()
+        if rigged is not None:
+            state_dict['fc.weight'].zero_()
+            state_dict['fc.bias'] = -1e-3 * torch.arange(num_classes, dtype=torch.float32)
+            state_dict['fc.bias'][rigged] = 10.0
+        return state_dict
+
+    args = argparse.Namespace(model=arch, num_classes=num_classes, img_size=img_size, input_size=None,
+                              crop_pct=None, mean=None, std=None, interpolation='', model_kwargs={})
+    checkpoint = {'epoch': 2, 'arch': arch, 'state_dict': weights(answer), 'optimizer': {}, 'version': 2,
+                  'args': args, 'metric': 50.0}
+    if ema_answer is not None:
+        checkpoint['state_dict_ema'] = weights(ema_answer)
+    torch.save(checkpoint, path)
+    return path

@@ -29,21 +29,39 @@ def made_up(kind: str, images: int, sizes: list, paths: int = 2, channels: int =
 
 
 def panels(fig):
-    return [ax for ax in fig.axes if ax.axison]
+    """The data panels: not the legend's axes, nor a colour bar."""
+    return [ax for ax in fig.axes if ax.axison and ax.get_label() != '<colorbar>']
 
 
 def test_two_paths_draw_one_panel_of_the_larger_path(tmp_path):
     data = made_up('sk', images=2, sizes=[224])
     fig = plot_attention(data, 'title', tmp_path / 'sk.png')
     (ax,) = panels(fig)  # not two mirror images: path 0's weight is 1 - path 1's
-    assert 'path 1: 3x3 d2' in ax.get_ylabel() and '1 - this' in ax.get_ylabel()
+    assert ax.get_ylabel() == 'weight of the 5x5 path\n(3x3 dilated by 2)'  # was 'path 1: 3x3 d2 ... 1 - this'
+    assert ax.get_title().startswith('SK: weight of the 5x5 path (3x3 dilated by 2); the 3x3 path takes 1 minus it')
     for i, line in enumerate(ax.get_lines()[:2]):
         assert list(line.get_ydata()) == [data['mean'][k][i][1] for k in BLOCKS]
 
 
 def test_more_paths_draw_a_panel_each(tmp_path):
     fig = plot_attention(made_up('sk', images=1, sizes=[224], paths=3), 'title', tmp_path / 'sk3.png')
-    assert [ax.get_ylabel().split(':')[0] for ax in panels(fig)] == ['path 0', 'path 1', 'path 2']
+    assert [ax.get_ylabel() for ax in panels(fig)] == [
+        'weight of the 3x3 path', 'weight of the 5x5 path\n(3x3 dilated by 2)',
+        'weight of the 7x7 path\n(3x3 dilated by 3)']
+
+
+def test_se_channels_of_several_inputs_are_a_row_each_not_a_tangle_of_lines(tmp_path):
+    """Lines of 2048 channels for several images drawn over each other could not be told apart."""
+    data = made_up('se', images=3, sizes=[128, 224], channels=2048)
+    fig = plot_attention(data, 'title', tmp_path / 'se.png')
+    channels = panels(fig)[1]
+    (image,) = channels.get_images()
+    assert image.get_array().shape == (6, 2048) and not channels.get_lines()
+    assert image.get_array().tolist() == data['attention']['layer4.0']  # a row per input, in input order
+    assert [t.get_text() for t in channels.get_yticklabels()] == [
+        f'img{i}.jpg, {s} px' for i in range(3) for s in (128, 224)]
+    fig = plot_attention(made_up('se', images=1, sizes=[224]), 'title', tmp_path / 'one.png')
+    assert len(panels(fig)[1].get_lines()) == 1 and not panels(fig)[1].get_images()  # one input: a line
 
 
 def test_each_image_a_colour_each_size_a_line_style(tmp_path):

@@ -135,7 +135,9 @@ def test_list_table_keeps_its_columns(capsys):
     assert all(row[weights_at - 2:weights_at] == '  ' and row[weights_at] != ' ' for row in rows)  # aligned
     orig = next(row for row in rows if row.startswith('se_resnet18_orig '))
     assert orig.endswith('in1k: github.com/…/seresnet18-4bb0ce65.pth')  # a URL as host and file
-    assert lines[-1].startswith(f'{len(rows)} models.')
+    assert lines[-2].startswith(f'{len(rows)} models.') and lines[-1].startswith('Graft only: no trained weights')
+    graft = next(row for row in rows if row.startswith('se_resnet18 '))
+    assert graft.endswith('graft_resnet18_a1_in1k: hf-hub:timm/resnet18.a1_in1k (graft only: attention untrained)')
 
 
 def test_list_of_one_model_says_model(capsys):
@@ -151,7 +153,8 @@ def test_list_json_has_stable_keys(capsys):
     assert rows[-2] == {
         'model': 'sk_resnet50', 'params_m': facts.params_m, 'gmacs': facts.gmacs, 'input_size': [3, 224, 224],
         'reproduces': "timm's skresnext50_32x4d", 'tags': ['ra_in1k'],
-        'default_source': 'hf-hub:timm/skresnext50_32x4d.ra_in1k'}
+        'default_source': 'hf-hub:timm/skresnext50_32x4d.ra_in1k', 'graft_only': False}
+    assert rows[-1]['model'] == 'sk_resnet101' and rows[-1]['graft_only']  # its one tag grafts a plain ResNeXt
     assert main(['list', 'sk_resnet18', '--json', '--check']) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row['check'] == {'ok': True, 'logits_shape': [1, 1000]}
@@ -264,8 +267,8 @@ def test_validate_takes_other_folders_in_head_order(photos, tmp_path, capsys):
 def test_validate_stops_at_an_unreadable_image(photos, tmp_path, capsys):
     folder = _folder(tmp_path / 'val', photos, {'cat': ['chelsea'], 'cup': ['coffee']})
     (folder / 'cup' / 'broken.jpg').write_bytes(b'\xff\xd8 truncated')
-    assert main(['validate', '-m', 'se_resnet18', '--no-pretrained', '--num-classes', '2', str(folder), '-j', '1',
-                 '-q']) == 1
+    checkpoint = rigged_checkpoint(tmp_path / 'cup.pth', 'se_resnet18', 2, answer=1)
+    assert main(['validate', '-m', 'se_resnet18', '--checkpoint', str(checkpoint), str(folder), '-j', '1', '-q']) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"timm-sesk: error: cannot read image {folder / 'cup' / 'broken.jpg'}") and '\n' not in err
 
@@ -311,8 +314,8 @@ def test_attention_plot_and_data_match_the_record_api(hub, photos, tmp_path):
 def test_attention_of_an_se_model(photos, tmp_path, capsys):
     out, dump = tmp_path / 'se.png', tmp_path / 'se.json'
     assert main(['attention', '-m', 'se_resnet18', '--no-pretrained', str(photos['chelsea']), str(photos['rocket']),
-                 '--out', str(out), '--json', str(dump)]) == 0
-    assert f'wrote {out}' in capsys.readouterr().out
+                 '--out', str(tmp_path / 'se'), '--json', str(dump)]) == 0
+    assert f'wrote {out}\n' in capsys.readouterr().out  # the file matplotlib writes for --out se: se.png
     with Image.open(out) as png:
         assert png.size == (1000, 600)  # the default 10 x 6 in at 100 dpi
     data = json.loads(dump.read_text())
@@ -330,7 +333,7 @@ def test_bench_runs_the_shipped_benchmark_from_any_folder(tmp_path):
     out = ' '.join(result.stdout.split())
     assert out.startswith('usage: timm-sesk bench') and '--model' in out and '--train-batch' in out
     assert out.count("Throughput and memory of timm_sesk's models") == 1  # the description once
-    assert 'timm-sesk bench --model sk_resnet50 --train' in out and 'python -m benchmarks' not in out
+    assert 'timm-sesk bench -m sk_resnet50 --train' in out and 'python -m benchmarks' not in out
 
 
 def test_bench_hands_over_its_options_and_exit_status(monkeypatch):
@@ -342,6 +345,8 @@ def test_bench_hands_over_its_options_and_exit_status(monkeypatch):
     (args, command), = seen
     assert (args.model, args.runs, args.size, args.batch) == ('sk_resnet18', 1, 64, 8)
     assert command == 'timm-sesk bench --model sk_resnet18 --runs 1 --size 64'
+    assert main(['bench', '-m', 'se_resnet18', '--runs', '1']) == 7  # -m, as every command that runs a model
+    assert seen[-1][0].model == 'se_resnet18'
 
 
 # --- errors -------------------------------------------------------------------------------------------------------

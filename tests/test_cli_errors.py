@@ -60,6 +60,8 @@ ERROR_PATHS = {
                                   '--out {folder} is a folder; name a file to write'),
     'attention: --out below a file': (['attention', '-m', 'sk_resnet18', '--out', '{file}/a.png', '{image}'], 2,
                                       '{file} is a file, not a folder'),
+    'attention: --out of no format': (['attention', '-m', 'sk_resnet18', '--out', 'plot.bogus', '{image}'], 2,
+                                      '--out plot.bogus: matplotlib writes '),
     'attention: --json a folder': (['attention', '-m', 'sk_resnet18', '--json', '{folder}', '{image}'], 2,
                                    '--json {folder} is a folder'),
     'attention: missing image': (['attention', '-m', 'sk_resnet18', '{image}', '{missing}'], 2,

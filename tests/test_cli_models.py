@@ -3,7 +3,6 @@
 Small models at 64 px; checkpoints are random but rigged where a test checks labels or accuracy (the classifier
 ignores the image and always answers one class).
 """
-import argparse
 import json
 import os
 import shutil
@@ -18,9 +17,10 @@ import pytest
 import safetensors.torch
 import timm
 import torch
-from helpers import IMG, hostile_images, randomize_bn
+from helpers import IMG, hostile_images, randomize_bn, train_checkpoint
 from PIL import Image
 from sources import publish_source, source_network
+from timm.data import ImageNetInfo
 
 from timm_sesk.cli import main
 from timm_sesk.cli.options import parse_kwargs
@@ -54,28 +54,6 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-def train_checkpoint(path: Path, arch: str, num_classes: int, answer: Optional[int] = None,
-                     ema_answer: Optional[int] = None, img_size: Optional[int] = None) -> Path:
-    """A checkpoint as timm's train.py saves it (arch, args, state_dict, optionally state_dict_ema); with ``answer``
-    its classifier always answers that class."""
-    def weights(rigged: Optional[int]) -> Dict[str, torch.Tensor]:
-        state_dict = randomize_bn(timm.create_model(arch, num_classes=num_classes)).state_dict()
-        if rigged is not None:
-            state_dict['fc.weight'].zero_()
-            state_dict['fc.bias'] = -1e-3 * torch.arange(num_classes, dtype=torch.float32)
-            state_dict['fc.bias'][rigged] = 10.0
-        return state_dict
-
-    args = argparse.Namespace(model=arch, num_classes=num_classes, img_size=img_size, input_size=None,
-                              crop_pct=None, mean=None, std=None, interpolation='', model_kwargs={})
-    checkpoint = {'epoch': 2, 'arch': arch, 'state_dict': weights(answer), 'optimizer': {}, 'version': 2,
-                  'args': args, 'metric': 50.0}
-    if ema_answer is not None:
-        checkpoint['state_dict_ema'] = weights(ema_answer)
-    torch.save(checkpoint, path)
-    return path
-
-
 def save_safetensors(model: torch.nn.Module, path: Path) -> Path:
     safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
@@ -103,9 +81,12 @@ def files(tmp_path_factory):
     (root / 'two-labels.txt').write_text('airplane\ncat\n')
     (root / 'a-file').write_text('keep me')
     torch.save({'foo': torch.zeros(3)}, root / 'foreign.pth')
+    torch.save({'arch': 'resnet18', 'state_dict': timm.create_model('resnet18', num_classes=3).state_dict()},
+               root / 'resnet18.pth.tar')  # a plain ResNet fine-tuned with train.py
     return dict(
         root=root, photo=photo, folder=folder, labels=root / 'labels.txt', two_labels=root / 'two-labels.txt',
         file=root / 'a-file', foreign=root / 'foreign.pth', empty_cache=root / 'empty-cache',
+        plain=root / 'resnet18.pth.tar',
         # trained at 64 px; its EMA weights answer 'cargo ship' (1), its plain ones 'airplane' (0)
         se3=train_checkpoint(root / 'se3.pth.tar', 'se_resnet18', 3, answer=0, ema_answer=1, img_size=IMG),
         sk3=train_checkpoint(root / 'sk3.pth.tar', 'sk_resnet18', 3, img_size=IMG),
@@ -138,6 +119,8 @@ ERROR_CASES = [
       'run it with -m sk_resnet18']),
     (['predict', '-m', 'se_resnet18', '--checkpoint', '{foreign}', '{photo}'], 1,
      ['checkpoint {foreign} does not fit se_resnet18: ', '1 unexpected key (foo)', '--model-kwarg KEY=VALUE']),
+    (['predict', '-m', 'se_resnet34', '--checkpoint', '{plain}', '{photo}'], 1,
+     ['checkpoint {plain} is for resnet18, not se_resnet34: ', '; -m se_resnet18 grafts it']),
     (['predict', '-m', 'hf-hub:sesk-test/x', '--checkpoint', '{se3}', '{photo}'], 2, ['not a Hub id']),
     (['validate', '-m', 'se_resnet18', '--no-pretrained', '--results-file', '{root}', '{folder}'], 2,
      ['--results-file {root} is a folder']),
@@ -153,6 +136,14 @@ ERROR_CASES = [
     (['export', 'sk_resnet18', '{root}/out', '-m', 'se_resnet18'], 2,
      ["two models given, 'sk_resnet18' and -m 'se_resnet18'"]),
     (['export', '{root}/out', '--no-pretrained'], 2, ['name the model with -m/--model']),
+    (['predict', '-m', 'sk_resnet18', '--checkpoint', '{sk3}', '--ema', '{photo}'], 2,
+     ['checkpoint {sk3} holds no EMA weights (only state_dict); drop --ema']),
+    (['predict', '-m', 'sk_resnet18', '--ema', '{photo}'], 2, ['--ema chooses among the weights of a --checkpoint']),
+    (['validate', '-m', 'se_resnet18', '--checkpoint', '{root}', '{folder}'], 2,
+     ['--checkpoint {root} is a folder: pass a checkpoint file; its checkpoint files: foreign.pth, '
+      'resnet18.pth.tar, se3.pth.tar, sk3.pth.tar']),
+    (['predict', '-m', 'se_resnet18', '--checkpoint', '{se3}', '{root}'], 2,
+     ['{root} is a folder, not an image file: pass the images in it (e.g. {root}/*.jpg)']),
 ]
 
 
@@ -211,11 +202,18 @@ def test_source_layouts_load_through_the_tags_mapping(files, tmp_path, capsys):
             assert p == pytest.approx(expected[index].item(), abs=2e-5)
 
 
-def test_a_train_py_checkpoint_brings_its_head_ema_weights_and_input_size(files, capsys):
-    assert main(['predict', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), str(files['photo'])]) == 0
+def test_a_train_py_checkpoint_brings_its_head_and_input_size_and_its_weights_as_validate_py_takes_them(files, capsys):
+    """timm's validate.py takes a checkpoint's EMA weights only with --use-ema: so does every command, naming them."""
+    argv = ['predict', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), str(files['photo'])]
+    assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"{files['photo']}: checkpoint {files['se3']}, {IMG}x{IMG}"  # train.py's --img-size
-    assert lines[1].endswith('  1  class 1') and len(lines) == 4  # the EMA weights' answer, of 3 classes
+    assert lines[0] == (f"{files['photo']}: checkpoint {files['se3']} (its non-EMA weights; it also holds EMA "
+                        f'weights), {IMG}x{IMG}')  # train.py's --img-size
+    assert lines[1].endswith('  0  class 0') and len(lines) == 4  # the state_dict's answer, of 3 classes
+    assert main([*argv, '--ema']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{files['photo']}: checkpoint {files['se3']} (EMA weights), {IMG}x{IMG}"
+    assert lines[1].endswith('  1  class 1')  # state_dict_ema's
     assert main(['predict', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), '--img-size', '96', '--json',
                  str(files['photo'])]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -261,9 +259,10 @@ def test_validate_skips_unreadable_files_when_asked_and_reports_progress(files, 
     assert main([*argv, '--skip-unreadable', '--results-file', str(results)]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert lines[0].startswith(f"checkpoint {files['se3']} on {folder}: 7 images, 3 classes (folder order")
+    assert lines[0].startswith(f"checkpoint {files['se3']} (its non-EMA weights; it also holds EMA weights) on "
+                               f'{folder}: 7 images, 3 classes (folder order')
     assert lines[-3:-1] == [f'skipped 1 unreadable file: {broken}',
-                            'top-1 33.33%  top-3 100.00%  (2/6 and 6/6 correct)']  # always 'cargo ship'
+                            'top-1 33.33%  top-3 100.00%  (2/6 and 6/6 correct)']  # always 'airplane'
     assert 'timm-sesk validate: 7/7 images, top-1 so far 33.33%' in captured.err  # no terminal: progress lines
     data = json.loads(results.read_text())
     assert {k: data[k] for k in ('top1', 'top1_err', 'top5', 'img_size', 'images', 'skipped')} == dict(
@@ -289,12 +288,16 @@ def test_hostile_images_are_skipped_by_validate_and_refused_by_predict_in_one_li
     assert main([*argv, '--skip-unreadable']) == 0
     assert capsys.readouterr().out.splitlines()[-2:] == [
         f"skipped 2 unreadable files: {hostile['bomb']}, {hostile['wide']}",
-        'top-1 33.33%  top-3 100.00%  (2/6 and 6/6 correct)']  # always 'cargo ship'
-    assert main(['predict', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), str(files['photo']),
-                 str(hostile['wide'])]) == 1
+        'top-1 33.33%  top-3 100.00%  (2/6 and 6/6 correct)']  # always 'airplane'
+    argv = ['predict', '-m', 'se_resnet18', '--checkpoint', str(files['se3']), str(files['photo']),
+            str(hostile['wide'])]
+    assert main(argv) == 1
     assert one_error_line(capsys.readouterr().err).startswith(
         f"timm-sesk: error: cannot read image {hostile['wide']}: it is 40000 x 1 px, an aspect ratio of 40000:1, "
         'above the limit of 100:1')
+    assert main([*argv, '--skip-unreadable']) == 0  # the others' results, and the skipped named
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{files['photo']}: ") and lines[-1] == f"skipped 1 unreadable file: {hostile['wide']}"
 
 
 def test_predict_sees_16_bit_and_turned_images_as_a_viewer_shows_them(files, capsys, tmp_path):
@@ -316,25 +319,48 @@ def test_predict_sees_16_bit_and_turned_images_as_a_viewer_shows_them(files, cap
     assert p[str(eight)] != p[str(upright)]  # the probabilities tell images apart
 
 
-def test_class_mapping_is_by_name_by_head_order_or_refused():
-    class Head:
-        def __init__(self, num_classes: int):
-            self.num_classes, self.pretrained_cfg = num_classes, {}
+CIFAR = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
 
-    assert class_mapping(['n01440764', 'n04266014'], Head(1000))[0] == {'n01440764': 0, 'n04266014': 812}
-    assert class_mapping(['b', 'a10', 'a9'], Head(3))[0] == {'a9': 0, 'a10': 1, 'b': 2}
+
+def test_class_mapping_is_by_name_or_stops_naming_the_folders_that_differ():
+    imagenet = ImageNetInfo().label_names()
+    assert class_mapping(['n01440764', 'n04266014'], imagenet, 1000)[0] == {'n01440764': 0, 'n04266014': 812}
+    assert class_mapping(CIFAR[3:6], CIFAR, 10)[0] == {'cat': 3, 'deer': 4, 'dog': 5}  # any subset, by name
+    misspelt = [*CIFAR[:9], 'truk']  # 9 of 10 names match: no silent fall-back to folder order
+    with pytest.raises(ClassMappingError, match=r"^1 of the 10 class folders is not among the model's class names: "
+                                                r"truk \(did you mean 'truck'\?\)"):
+        class_mapping(misspelt, CIFAR, 10)
+    with pytest.raises(ClassMappingError, match=r'none of the 10 class folders .* \(--folder-order\)'):
+        class_mapping([f'c{i}' for i in range(10)], CIFAR, 10)
+    assert class_mapping(misspelt, CIFAR, 10, folder_order=True)[0]['truk'] == 9  # when asked for
     with pytest.raises(ClassMappingError, match='head has 1000 classes, not 2'):
-        class_mapping(['cat', 'dog'], Head(1000))
+        class_mapping(['cat', 'dog'], imagenet, 1000)
+
+
+def test_a_model_without_class_names_takes_the_folders_in_order_as_train_py_did():
+    assert class_mapping(['b', 'a10', 'a9'], None, 3)[0] == {'a9': 0, 'a10': 1, 'b': 2}
     with pytest.raises(ClassMappingError, match='head has 2 classes, not 3'):
-        class_mapping(['a', 'b', 'c'], Head(2))
+        class_mapping(['a', 'b', 'c'], None, 2)
+    # An empty folder keeps its place where the head has a class for it, else it is left out (as train.py did).
+    kept, how = class_mapping(['a', 'c'], None, 3, empty=['b'])
+    assert kept == {'a': 0, 'c': 2} and 'empty class folders: b (kept in the order)' in how
+    left, how = class_mapping(['a', 'c'], None, 2, empty=['b'])
+    assert left == {'a': 0, 'c': 1} and 'empty class folders: b (left out of the order' in how
+
+
+def test_label_names_lose_a_byte_order_mark(tmp_path):
+    path = tmp_path / 'classes.txt'
+    path.write_text('\n'.join(CLASSES) + '\n', encoding='utf-8-sig')  # as Windows Notepad writes UTF-8
+    assert path.read_bytes().startswith(b'\xef\xbb\xbf')
+    assert read_label_names(path) == list(CLASSES)
 
 
 # --- export ---------------------------------------------------------------------------------------------------------
 
 def test_a_finetuned_export_describes_itself_not_the_imagenet_tag(files, hub, capsys, tmp_path):
     out = tmp_path / 'se3'
-    assert main(['export', '-m', 'se_resnet18', str(out), '--checkpoint', str(files['se3']), '--dataset', 'toy3',
-                 '--label-names', str(files['labels'])]) == 0  # no --num-classes: the checkpoint's head
+    assert main(['export', '-m', 'se_resnet18', str(out), '--checkpoint', str(files['se3']), '--ema', '--dataset',
+                 'toy3', '--label-names', str(files['labels'])]) == 0  # no --num-classes: the checkpoint's head
     config = json.loads((out / 'config.json').read_text())
     assert config['num_classes'] == 3 and 'tag' not in config['pretrained_cfg']
     assert config['label_names'] == list(CLASSES)  # 'cargo ship' whole, the blank line skipped
@@ -351,6 +377,48 @@ def test_a_finetuned_export_describes_itself_not_the_imagenet_tag(files, hub, ca
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{files['photo']}: hf-hub:sesk-test/cli-models-se3, {IMG}x{IMG}"  # not the tag's name
     assert lines[1].split('  ')[-1] == 'cargo ship' and len(lines) == 2
+
+
+def test_a_replaced_head_is_a_random_head_everywhere_and_claims_nothing(files, hub, capsys, tmp_path):
+    """--num-classes on a pretrained tag: predict labelled it the tag, validate printed chance with status 0, and
+    export's card claimed imagenet-1k, the tag and its top-1."""
+    publish_source(hub, SK18, seed=7)
+    head = 'sk_resnet18.ra_in1k, random head (3 classes)'
+    assert main(['predict', '-m', 'sk_resnet18', '--num-classes', '3', '--img-size', str(IMG), '--json',
+                 str(files['photo'])]) == 0
+    assert json.loads(capsys.readouterr().out)['weights'] == head
+    assert main(['validate', '-m', 'sk_resnet18', '--num-classes', '3', '-j', '0', str(files['folder'])]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f'timm-sesk: error: {head}: the accuracy of a random head (3 classes) is chance, not a measure of the model; '
+        'validate trained weights (a fine-tune with --checkpoint FILE, or its exported folder)')
+    out = tmp_path / 'random-head'
+    assert main(['export', '-m', 'sk_resnet18', str(out), '--num-classes', '3']) == 0
+    assert f'exporting sk_resnet18 ({head}) to hub' in capsys.readouterr().out
+    card = (out / 'README.md').read_text()
+    assert 'top-1' not in card and 'ra_in1k' not in card and 'imagenet' not in card
+    assert 'a new, untrained classifier head: no accuracy is claimed' in card
+    assert 'tag' not in json.loads((out / 'config.json').read_text())['pretrained_cfg']
+
+
+def test_an_exported_folder_is_a_model_with_its_own_size_preprocessing_and_labels(files, capsys, tmp_path):
+    """`-m FOLDER` was an unknown model, and its model.safetensors as --checkpoint ran at 224 px without labels."""
+    out = tmp_path / 'sk3'
+    assert main(['export', '-m', 'sk_resnet18', str(out), '--checkpoint', str(files['sk3']), '--dataset', 'toy3',
+                 '--label-names', str(files['labels'])]) == 0
+    capsys.readouterr()
+    assert main(['predict', '-m', str(out), '--json', str(files['photo'])]) == 0
+    folder = json.loads(capsys.readouterr().out)
+    assert (folder['weights'], folder['img_size']) == (str(out), IMG)  # train.py's size, kept in config.json
+    assert {t['label'] for t in folder['predictions'][0]['top']} == set(CLASSES)
+    assert main(['predict', '-m', 'sk_resnet18', '--checkpoint', str(files['sk3']), '--label-names',
+                 str(files['labels']), '--json', str(files['photo'])]) == 0
+    checkpoint = json.loads(capsys.readouterr().out)
+    # the same model, labels too (the folder holds timm's twin: equal within fp32 rounding)
+    top, folder_top = checkpoint['predictions'][0]['top'], folder['predictions'][0]['top']
+    assert [t['label'] for t in top] == [t['label'] for t in folder_top]
+    assert [t['probability'] for t in top] == pytest.approx([t['probability'] for t in folder_top], abs=1e-5)
+    assert main(['validate', '-m', str(out), '-j', '0', str(files['folder'])]) == 0
+    assert f"{out} on {files['folder']}: 6 images, 3 classes (folder names matched" in capsys.readouterr().out
 
 
 def test_a_hub_model_of_an_unknown_architecture_says_so(files, hub, capsys):

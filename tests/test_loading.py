@@ -83,8 +83,14 @@ def test_a_train_py_checkpoint_ema_weights_first(tmp_path):
     assert _same_logits(model, ema) < 1e-5 and report.entry == 'state_dict_ema' and report.num_classes == 5
     cfg = model.pretrained_cfg  # it now describes these weights: no tag, train.py's input size and crop
     assert 'tag' not in cfg and 'hf_hub_id' not in cfg and (cfg['input_size'], cfg['crop_pct']) == ((3, IMG, IMG), 1.0)
+    assert report.ema is True and str(report) == f'checkpoint {path} (EMA weights)'
     report = timm_sesk.load_weights(model, path, ema=False)
     assert _same_logits(model, trained) < 1e-5 and report.entry == 'state_dict'
+    assert report.ema is False and str(report) == f'checkpoint {path} (its non-EMA weights; it also holds EMA weights)'
+    one = tmp_path / 'last.pth.tar'  # one set of weights: no choice to name
+    torch.save({'arch': 'sk_resnet18', 'state_dict': trained.state_dict()}, one)
+    report = timm_sesk.load_weights(model, one, ema=False)
+    assert (report.ema, str(report)) == (None, f'checkpoint {one}')
 
 
 def test_a_plain_resnet18_module_grafts_onto_se_resnet18():
@@ -101,7 +107,8 @@ def test_a_tag_loads_as_pretrained_true_fetches_it(hub):
     source = publish_source(hub, spec, seed=6)
     model = timm.create_model('sk_resnet18', num_classes=3)
     report = timm_sesk.load_weights(model, spec)
-    assert (str(report), report.layout, report.num_classes) == ('sk_resnet18.ra_in1k', 'timm_sknet', 1000)
+    assert (str(report), report.layout, report.num_classes) == (
+        'sk_resnet18.ra_in1k, random head (3 classes)', 'timm_sknet', 1000)  # never the tag alone: its head is new
     assert report.head == "a new 3-class head (the source's 1000-class classifier is not loaded)"
     assert model.pretrained_cfg['tag'] == 'ra_in1k'
     with torch.no_grad():

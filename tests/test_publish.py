@@ -12,6 +12,7 @@ import torch
 from helpers import IMG, rel_err
 from sources import publish_source
 
+import timm_sesk
 from timm_sesk import publish
 from timm_sesk.errors import ExportCheckError
 from timm_sesk.publish import export_hub_folder, upload_hub_folder
@@ -94,6 +95,35 @@ def test_finetuned_checkpoint_uploads_and_loads_back(hub, tmp_path):
     assert model.num_classes == 7 and model.layer1[0].attn_position == 'post'
     with torch.no_grad():
         torch.testing.assert_close(model(_x()), finetuned(_x()))
+
+
+def _claims(folder) -> tuple:
+    """What a folder says its weights are: the metadata's weights, config.json's tag, whether the card gives a
+    top-1, and whether it names the tag."""
+    with safetensors.safe_open(str(folder / 'model.safetensors'), 'pt') as f:
+        weights = f.metadata()['weights']
+    readme = (folder / 'README.md').read_text()
+    tag = json.loads((folder / 'config.json').read_text())['pretrained_cfg'].get('tag')
+    return weights, tag, 'top-1' in readme, SPEC.name in readme
+
+
+def test_an_in_memory_model_claims_no_tag_unless_its_load_report_proves_it(hub, tmp_path):
+    """A model passed in may have been fine-tuned, or built without weights (its cfg still names the default tag):
+    only the report of the load that gave it its weights lets the card claim the tag and its accuracy."""
+    publish_source(hub, SPEC, seed=13)
+    model, report = timm_sesk.load(SPEC.name)
+    assert _claims(export_hub_folder(SPEC.name, tmp_path / 'proven', model=model, report=report, layout='plugin')) == (
+        SPEC.name, 'ra_in1k', True, True)
+    # timm's twin names no tag of ours in its config; the metadata and the card still claim the tag's weights
+    assert _claims(export_hub_folder(SPEC.name, tmp_path / 'portable', model=model, report=report)) == (
+        SPEC.name, None, True, True)
+    assert _claims(export_hub_folder(SPEC.name, tmp_path / 'in-memory', model=model)) == (
+        'unverified', None, False, False)
+    random = timm.create_model('sk_resnet18')
+    assert random.pretrained_cfg['tag'] == 'ra_in1k'  # what the card used to claim, with the tag's top-1
+    folder = export_hub_folder('sk_resnet18', tmp_path / 'random', model=random)
+    assert _claims(folder) == ('unverified', None, False, False)
+    assert 'datasets' not in _front_matter((folder / 'README.md').read_text())  # not imagenet-1k
 
 
 def test_checkpoint_needs_its_dataset(tmp_path):

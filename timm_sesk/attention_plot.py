@@ -81,6 +81,38 @@ def _style(i: int) -> Dict[str, Any]:
     return dict(linestyle=dash, marker=_MARKERS[i % len(_MARKERS)])
 
 
+def _path_name(path: Tuple[int, int], line: str = ' ') -> str:
+    """An SK path by the window it sees, and how for a dilated kernel: ``5x5 path (3x3 dilated by 2)``."""
+    kernel, dilation = path
+    how = f'{line}({kernel}x{kernel} dilated by {dilation})' if dilation > 1 else ''
+    return f'{window(kernel, dilation)} path{how}'
+
+
+def _channel_panel(fig: 'Figure', ax: Any, data: Dict[str, Any], key: str, line_styles: List[Dict[str, Any]],
+                   sizes: bool) -> None:
+    """The excitation of each channel of the last SE block: a line for one input; for several, one row per input
+    of a colour map, since a thousand or more channels drawn as overlapping lines cannot be told apart."""
+    small = dict(fontsize=7)
+    weights = data['attention'][key]
+    ax.set_title(f'SE: excitation of each channel in the last block, {key} (cf. SENet Fig. 6)', **small)
+    if len(weights) == 1:
+        ax.plot(weights[0], linewidth=0.8, color=line_styles[0]['color'])
+        ax.set_ylabel('excitation', **small)
+        ax.grid(alpha=0.3)
+    else:
+        image = ax.imshow(weights, aspect='auto', interpolation='antialiased', cmap='viridis')
+        names = [Path(i['image']).name + (f", {i['input_size'][-1]} px" if sizes else '') for i in data['inputs']]
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names, **small)
+        for label, style in zip(ax.get_yticklabels(), line_styles):
+            label.set_color(style['color'])  # the image's colour in the panels above
+        bar = fig.colorbar(image, ax=ax, pad=0.01, aspect=10)
+        bar.set_label('excitation', **small)
+        bar.ax.tick_params(labelsize=7)
+    ax.set_xlabel('channel', **small)
+    ax.tick_params(labelsize=7)
+
+
 def plot_attention(data: Dict[str, Any], title: str, out: Path, figsize: Tuple[float, float] = (10.0, 6.0),
                    dpi: int = 100) -> 'Figure':
     """Plot ``attention_data``'s result into the PNG ``out``, exactly ``figsize * dpi`` pixels (needs matplotlib);
@@ -88,8 +120,9 @@ def plot_attention(data: Dict[str, Any], title: str, out: Path, figsize: Tuple[f
 
     SK units: the mean selection weight of each path in every unit, one line per input; with two paths, whose
     weights sum to 1, only the second (larger) path's. SE units: the excitation of every block (mean and 10-90th
-    percentile over channels), and of each channel of the last block. Each image has its colour and each input size
-    its line style; the legend sits below the panels.
+    percentile over channels), and of each channel of the last block (a line for one input, a row of a colour map
+    per input for several). Each image has its colour and each input size its line style; the legend sits below the
+    panels.
     """
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -133,16 +166,15 @@ def plot_attention(data: Dict[str, Any], title: str, out: Path, figsize: Tuple[f
         for i, style in enumerate(line_styles):
             ax.plot(range(len(keys)), [data['mean'][k][i][m] for k in keys], markersize=3, linewidth=1, **style)
         ax.axhline(1 / num_paths, color='grey', linestyle=':', linewidth=1)
-        kernel, dilation = sk[0].paths[m]
-        label = f'path {m}: {kernel}x{kernel} d{dilation}\n({window(kernel, dilation)} window)'
-        if num_paths == 2:
-            other_kernel, other_dilation = sk[0].paths[0]
-            label += f'\npath 0 ({window(other_kernel, other_dilation)}): 1 - this'
-        ax.set_ylabel(label, **small)
+        ax.set_ylabel(f'weight of the {_path_name(sk[0].paths[m], line=chr(10))}', **small)
         depth_axis(ax, keys)
     if sk:
-        what = "the larger path's selection weight" if num_paths == 2 else 'mean selection weight of each path'
-        axes[0].set_title(f'SK: {what} per unit (mean over channels), input to output', **small)
+        if num_paths == 2:
+            small_path, large_path = (_path_name(p) for p in sk[0].paths)
+            what = f'weight of the {large_path}; the {small_path} takes 1 minus it'
+        else:
+            what = 'weight of each path'
+        axes[0].set_title(f'SK: {what}. Per unit, mean over channels, input to output', **small)
     if se:
         keys = [u.key for u in se]
         ax = axes[len(shown_paths)]
@@ -155,14 +187,7 @@ def plot_attention(data: Dict[str, Any], title: str, out: Path, figsize: Tuple[f
         ax.set_title('SE: excitation per block, mean and 10-90th percentile over channels', **small)
         ax.set_ylabel('excitation', **small)
         depth_axis(ax, keys)
-        ax = axes[len(shown_paths) + 1]
-        for i, style in enumerate(line_styles):
-            ax.plot(data['attention'][keys[-1]][i], linewidth=0.8, color=style['color'], linestyle=style['linestyle'])
-        ax.set_title(f'SE: excitation of each channel in the last block, {keys[-1]} (cf. SENet Fig. 6)', **small)
-        ax.set_xlabel('channel', **small)
-        ax.set_ylabel('excitation', **small)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
+        _channel_panel(fig, axes[len(shown_paths) + 1], data, keys[-1], line_styles, len(sizes) > 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
     return fig

@@ -5,20 +5,24 @@ config and transforms: images read as a viewer shows them, errors that name the 
 folder's class subfolders onto the model's head.
 """
 import contextlib
-import re
+import difflib
 import struct
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from timm_sesk.errors import ClassMappingError, ImageNotFoundError, ImageReadError
+from timm_sesk.errors import ClassMappingError, ImageFolderError, ImageNotFoundError, ImageReadError
 
 __all__ = [
     'MAX_ASPECT_RATIO',
+    'SPLIT_NAMES',
     'ClassMappingError',
     'FolderDataset',
+    'ImageFolder',
+    'ImageFolderError',
     'ImageNotFoundError',
     'ImageReadError',
     'class_mapping',
@@ -27,11 +31,14 @@ __all__ = [
     'image_files',
     'image_folder',
     'label_names',
+    'model_class_names',
     'read_image',
     'read_label_names',
 ]
 
-_IMAGENET_SYNSET = re.compile(r'^n\d{8}$')
+# Folder names that name a dataset's split, not a class: timm's create_dataset looks for the first five (its split
+# names and their synonyms), and test splits are common beside them.
+SPLIT_NAMES = ('train', 'training', 'val', 'valid', 'validation', 'eval', 'evaluation', 'test', 'testing')
 
 
 # The longer side of an image may be at most this many times its shorter side. timm's eval transform resizes the
@@ -57,11 +64,13 @@ def read_image(path: Union[str, Path]):
     more than ``MAX_ASPECT_RATIO`` times the other.
 
     Raises:
-        ImageNotFoundError: There is no such file.
+        ImageNotFoundError: There is no such file (nothing, or a folder).
         ImageReadError: The file cannot be decoded, or is refused as above; the message names the file.
     """
     from PIL import Image, UnidentifiedImageError
 
+    if Path(path).is_dir():
+        raise ImageNotFoundError(f'{path} is a folder, not an image file: pass the images in it (e.g. {path}/*.jpg)')
     if not Path(path).is_file():
         raise ImageNotFoundError(f'no such image file: {path}')
     try:
@@ -135,77 +144,190 @@ def eval_transform(model: Any, size: Optional[int] = None) -> Tuple[Callable, Di
     return create_transform(**config), config
 
 
-def label_names(model: Any) -> Tuple[List[str], List[str]]:
-    """Class names and descriptions of the model's head: its config's, ImageNet's, or class indices."""
+def _recorded_labels(model: Any) -> Optional[Tuple[List[str], List[str]]]:
+    """The class names and descriptions the model records for its head: an exported fine-tune's label names, or
+    ImageNet's for an ImageNet head; None where it records none."""
     from timm.data import ImageNetInfo, infer_imagenet_subset
 
     cfg = model.pretrained_cfg
-    num_classes = model.num_classes
     names = cfg.get('label_names')
-    if names and len(names) == num_classes:  # a fine-tuned export that names its classes
+    if names and len(names) == model.num_classes:  # a fine-tuned export that names its classes
         return list(names), list(cfg.get('label_descriptions') or names)
     subset = infer_imagenet_subset(model)
     if subset:
         info = ImageNetInfo(subset)
         return info.label_names(), info.label_descriptions()
-    return [str(i) for i in range(num_classes)], [f'class {i}' for i in range(num_classes)]
+    return None
 
 
-def class_mapping(classes: List[str], model: Any) -> Tuple[Dict[str, int], str]:
+def model_class_names(model: Any) -> Optional[List[str]]:
+    """The class names the model records for its head (an exported fine-tune's label names, ImageNet's synsets for an
+    ImageNet head); None where it records none (a ``train.py`` fine-tune: its classes are its training folders in
+    natural sort order)."""
+    recorded = _recorded_labels(model)
+    return recorded[0] if recorded else None
+
+
+def label_names(model: Any, names: Optional[Sequence[str]] = None) -> Tuple[List[str], List[str]]:
+    """Class names and descriptions of the model's head: ``names`` where given (``--label-names``), else those it
+    records, else class indices."""
+    if names is not None:
+        return list(names), list(names)
+    recorded = _recorded_labels(model)
+    if recorded:
+        return recorded
+    return [str(i) for i in range(model.num_classes)], [f'class {i}' for i in range(model.num_classes)]
+
+
+def _listed(items: Sequence[str], most: int = 3) -> str:
+    return ', '.join(items[:most]) + (f' and {len(items) - most} more' if len(items) > most else '')
+
+
+def class_mapping(classes: Sequence[str], names: Optional[Sequence[str]], num_classes: int,
+                  empty: Sequence[str] = (), folder_order: bool = False) -> Tuple[Dict[str, int], str]:
     """Folder class → model class index, and how it was decided.
 
-    Folders named after the model's classes (ImageNet synsets such as ``n01440764`` for an ImageNet head, or the
-    label names a fine-tuned export carries) map by name, so any subset of the classes works. Otherwise, where there
-    are as many folders as the head has classes (a model fine-tuned on this folder layout), the folders in timm's
-    natural sort order are taken to be the model's classes in head order. Anything else is refused: its accuracy
-    would be meaningless.
+    By name, where the model's classes have names (``model_class_names``, or label names given) and every class
+    folder is one of them: any subset of the classes works (an ImageNet validation subset in synset folders). In
+    folder order, where the model records no names (a model fine-tuned with timm's ``train.py`` on this folder layout:
+    its classes are the folders in timm's natural sort order), or where ``folder_order`` asks for it: the folders in
+    natural sort order are the head's classes in order. An empty class folder keeps its place where the head has a
+    class for every folder, else it is left out, as timm's ImageFolder (and so ``train.py``) leaves it out.
+
+    Args:
+        classes: The class folders holding images.
+        names: The model's class names in head order, None where it records none.
+        num_classes: Classes of the head.
+        empty: The class folders holding no image.
+        folder_order: Take the folders in natural sort order even where the model's classes have names.
 
     Raises:
-        ClassMappingError: The folders are neither the model's class names nor as many as its classes.
+        ClassMappingError: Some folders are named after the model's classes and others are not (those are named);
+            none is and folder order was not asked for; or the folders are not as many as the head's classes.
     """
-    names, _ = label_names(model)
-    index = {name: i for i, name in enumerate(names)}
-    if all(c in index for c in classes):
-        return {c: index[c] for c in classes}, "folder names matched to the model's class names"
-    missing = [c for c in classes if c not in index]
-    if any(_IMAGENET_SYNSET.match(c) for c in classes):
-        raise ClassMappingError(
-            f'{len(missing)} class folder(s) look like ImageNet synsets but are not classes of this model (e.g. '
-            f'{missing[0]}); use a model whose head has them, or name the folders 0..N-1 in head order')
-    if len(classes) != model.num_classes:
-        examples = ', '.join(missing[:3]) + (', ...' if len(missing) > 3 else '')
-        raise ClassMappingError(
-            f'the {len(classes)} class folders ({examples}) are not named after the model\'s classes, and its head '
-            f'has {model.num_classes} classes, not {len(classes)}, so they cannot be its classes in head order '
-            '(as for a model fine-tuned on these folders)')
     from timm.utils import natural_key
 
-    ordered = sorted(classes, key=natural_key)
-    return {c: i for i, c in enumerate(ordered)}, "folder order (natural sort) taken as the model's class order"
+    if names is not None and not folder_order:
+        index = {name: i for i, name in enumerate(names)}
+        unknown = [c for c in classes if c not in index]
+        if not unknown:
+            return {c: index[c] for c in classes}, "folder names matched to the model's class names" + (
+                f'; empty class folders: {_listed(list(empty))}' if empty else '')
+        if len(unknown) < len(classes):  # a partial match: a misspelt folder, or the wrong label names
+            guesses = [c + ''.join(f' (did you mean {g!r}?)' for g in difflib.get_close_matches(c, names, 1))
+                       for c in unknown]
+            raise ClassMappingError(
+                f"{len(unknown)} of the {len(classes)} class folders {'is' if len(unknown) == 1 else 'are'} not "
+                "among the model's class names: "
+                f'{_listed(guesses, 5)}; rename them, or give the names it was trained with (--label-names FILE)')
+        if len(classes) + len(empty) == num_classes or len(classes) == num_classes:
+            raise ClassMappingError(
+                f"none of the {len(classes)} class folders ({_listed(unknown)}) is among the model's class names "
+                f'({_listed(list(names))}): give the names it was trained with (--label-names FILE), or take the '
+                'folders, in natural sort order, as its classes in head order (--folder-order)')
+    folders = sorted([*classes, *empty], key=natural_key)
+    kept = len(folders) == num_classes  # the empty folders keep their place in the order
+    ordered = folders if kept else sorted(classes, key=natural_key)
+    if len(ordered) != num_classes:
+        named = " are not named after the model's classes, and" if names is not None and not folder_order else ':'
+        raise ClassMappingError(
+            f'the {len(ordered)} class folders ({_listed(ordered)}){named} its head has {num_classes} classes, not '
+            f'{len(ordered)}, so they cannot be its classes in head order (as for a model fine-tuned on these '
+            'folders): validate the model fine-tuned on them (--checkpoint FILE, or its exported folder)')
+    how = "folder order (natural sort) taken as the model's class order"
+    if empty:
+        where = 'kept in the order' if kept else 'left out of the order, as timm leaves them out'
+        how += f'; empty class folders: {_listed(list(empty))} ({where})'
+    have_images = set(classes)
+    return {c: i for i, c in enumerate(ordered) if c in have_images}, how
 
 
 def read_label_names(path: Union[str, Path]) -> List[str]:
-    """Class names from a text file, one per line (a name may hold spaces; blank lines are skipped).
+    """Class names from a text file, one per line (a name may hold spaces; blank lines are skipped; a UTF-8 byte
+    order mark, which Windows editors write, is not part of the first name).
 
     Raises:
         FileNotFoundError: There is no such file.
     """
-    text = Path(path).read_text(encoding='utf-8')
+    text = Path(path).read_text(encoding='utf-8-sig')
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def image_folder(folder: Union[str, Path]) -> Tuple[List[Tuple[str, int]], List[str]]:
-    """The images under ``folder`` as timm's ImageFolder finds and sorts them, each with its class index, and the
-    class folders in index order (``''`` for images directly in ``folder``)."""
-    from timm.data.readers.reader_image_folder import find_images_and_targets
+@dataclass(frozen=True)
+class ImageFolder:
+    """An image folder as ``validate`` reads it: ROOT/<class>/<image>, the layout timm's ImageFolder reads.
 
-    samples, class_to_idx = find_images_and_targets(str(folder))
-    return samples, sorted(class_to_idx, key=class_to_idx.get)
+    Attributes:
+        root: The folder read: the split's, where the folder given holds one.
+        samples: (image path, class index) pairs, sorted as timm's ImageFolder sorts them.
+        classes: The class folders holding images, in class index order (natural sort, as timm).
+        empty: The class folders holding no image, in natural sort order (timm's ImageFolder skips them).
+    """
+
+    root: Path
+    samples: List[Tuple[str, int]]
+    classes: List[str]
+    empty: List[str]
+
+
+def image_folder(folder: Union[str, Path], split: Optional[str] = None) -> ImageFolder:
+    """The images of a classification folder, as timm's ``create_dataset`` and ImageFolder find and sort them, with
+    the layout checked.
+
+    As timm's ``validate.py``, a folder holding split folders is read at its split: ``split`` or, where None,
+    ``validation`` (or a synonym timm knows: ``val``, ``valid``, ``eval``, ``evaluation``), and the folder itself
+    where it holds no such split. Where timm's ImageFolder would read a layout other than ROOT/<class>/<image> into
+    wrong classes, this refuses it: images in deeper folders (timm takes the innermost folder's name as their class,
+    so ``cat/nested/deeper/x.jpg`` is a class ``deeper``, and a split folder's classes merge with the others'), and
+    images beside the class folders.
+
+    Raises:
+        ImageFolderError: The folder is not there, holds no images, or is laid out otherwise (the message says how
+            and names an example); a ``split`` it does not hold.
+    """
+    from timm.data import create_dataset
+    from timm.utils import natural_key
+
+    given = Path(folder)
+    if not given.is_dir():
+        raise ImageFolderError(f'no such folder: {given}')
+    try:
+        reader = create_dataset('', root=str(given), split=split or 'validation').reader
+    except RuntimeError as e:  # timm's "Found 0 images"
+        raise ImageFolderError(f'no images in {given}: validate expects one subfolder per class holding image '
+                               f'files, {given}/<class>/<image>.jpg') from e
+    root = Path(reader.root)
+    subfolders = sorted((p.name for p in given.iterdir() if p.is_dir()), key=natural_key)
+    if split is not None and root == given:
+        raise ImageFolderError(f'{given} has no {split} split folder (its folders: {_listed(subfolders, 8)})')
+    classes = sorted(reader.class_to_idx, key=reader.class_to_idx.get)
+    nested = [parts for parts in (Path(p).relative_to(root).parts for p, _ in reader.samples) if len(parts) > 2]
+    if nested:
+        splits = [f for f in dict.fromkeys(parts[0] for parts in nested) if f.lower() in SPLIT_NAMES]
+        if splits:
+            held_out = [f for f in splits if f.lower() not in ('train', 'training')] or splits
+            raise ImageFolderError(
+                f'{root} holds the splits {_listed(splits, 8)}, not class folders: name the one to read (--split '
+                f'{held_out[0]})')
+        example = nested[0]
+        raise ImageFolderError(
+            f'{root}/{example[0]} holds images in subfolders ({root.joinpath(*example)}): the layout read is '
+            f"{root}/<class>/<image>, and timm's ImageFolder would make {example[-2]!r} a class of its own; move "
+            'the images into their class folder, or pass the folder that holds the class folders')
+    if '' in classes:
+        raise ImageFolderError(f'{root} has images directly inside it; validate expects them in one subfolder per '
+                               f'class, {root}/<class>/<image>.jpg')
+    empty = [f for f in sorted((p.name for p in root.iterdir() if p.is_dir()), key=natural_key)
+             if f not in reader.class_to_idx and not f.startswith('.')]
+    return ImageFolder(root, list(reader.samples), classes, empty)
 
 
 def image_files(folder: Union[str, Path]) -> List[str]:
-    """Every image under ``folder`` (in class subfolders or not), sorted as timm's ImageFolder sorts them."""
-    samples, _ = image_folder(folder)
+    """Every image under ``folder`` (in class subfolders or not, at any depth), sorted as timm's ImageFolder sorts
+    them."""
+    from timm.data.readers.reader_image_folder import find_images_and_targets
+
+    samples, _ = find_images_and_targets(str(folder))
     if not samples:
         raise ImageReadError(f'no images in {folder}')
     return [path for path, _ in samples]

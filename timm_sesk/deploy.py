@@ -242,7 +242,7 @@ def export(
     _write_meta(out, meta)
     if log is not None:
         log(_describe_check(meta['check']))
-    if not meta['check']['passed']:
+    if meta['check']['passed'] is False:
         raise ExportCheckError(f'{_describe_check(meta["check"])}; the folder {out} was written for inspection')
     return meta
 
@@ -264,18 +264,19 @@ def _check(model: nn.Module, deployed: 'DeployedModel', example: torch.Tensor, q
         'reference': 'PyTorch f32, the model before fuse()',
         'max_relative_error': error,
         # int8 changes the function on purpose: its error is reported, and its accuracy is measured on real images
-        # (benchmarks/deploy.py), not held to the f32 tolerance.
+        # (benchmarks/deploy.py, validate --runtime openvino), not held to the f32 tolerance: neither passed nor failed.
         'tolerance': None if quantized else F32_TOLERANCE,
-        'passed': quantized or error <= F32_TOLERANCE,
+        'passed': None if quantized else error <= F32_TOLERANCE,
     }
 
 
 def _describe_check(check: Dict[str, Any]) -> str:
-    limit = f' (tolerance {check["tolerance"]:.0e})' if check['tolerance'] is not None else ' (int8: not held to the ' \
-        'f32 tolerance; measure its accuracy on real images)'
-    verdict = 'ok' if check['passed'] else 'FAILED'
-    return (f'export check {verdict}: {check["runtime"]} {check["precision"]} vs {check["reference"]}, '
-            f'{check["input"]}: max relative error {check["max_relative_error"]:.1e}{limit}')
+    measured = (f'{check["runtime"]} {check["precision"]} vs {check["reference"]}, {check["input"]}: max relative '
+                f'error {check["max_relative_error"]:.1e}')
+    if check['tolerance'] is None:
+        return (f'export check not applied (int8 quantization changes the logits on purpose): {measured}; measure '
+                'its accuracy on your validation images (timm-sesk validate --runtime openvino)')
+    return f'export check {"ok" if check["passed"] else "FAILED"}: {measured} (tolerance {check["tolerance"]:.0e})'
 
 
 # --- load and run -------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ __all__ = [
     'CheckpointReadError',
     'ClassMappingError',
     'ExportCheckError',
+    'ImageFolderError',
     'ImageNotFoundError',
     'ImageReadError',
     'InvalidInputError',
@@ -95,6 +96,10 @@ class ImageNotFoundError(ImageReadError):
 
 class ClassMappingError(ValueError):
     """An image folder's classes cannot be mapped onto the model's head."""
+
+
+class ImageFolderError(ValueError):
+    """A folder is not an image classification folder, ROOT/<class>/<image> (no images, splits or deeper folders)."""
 
 
 class ExportCheckError(RuntimeError):

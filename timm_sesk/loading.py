@@ -35,6 +35,7 @@ from timm_sesk.weights import (
     WeightSpec,
     classifier_size,
     convert_state_dict,
+    ema_choice,
     fit,
     spec_cfg,
     unwrap,
@@ -51,6 +52,8 @@ Source = Union[str, os.PathLike, Mapping[str, Any], WeightSpec, Checkpoint, nn.M
 # A plain ResNet / ResNeXt's weights (timm's resnet*, resnext*, torchvision's), grafted onto an SE/SK model.
 PLAIN = 'plain'
 LAYOUTS = (*MAPPINGS, PLAIN)
+# timm's prefix of a model folder (config.json and weights, as save_for_hf writes it) in a model name.
+_LOCAL = 'local-dir:'
 # Pretrained cfg fields that describe a tag's weights and where they come from, not the weights a model holds.
 _SOURCE_FIELDS = ('tag', 'hf_hub_id', 'hf_hub_filename', 'url', 'file', 'state_dict', 'source', 'origin_url',
                   'test_input_size', 'test_crop_pct', 'label_names', 'label_descriptions')
@@ -64,8 +67,8 @@ class LoadReport:
     """What was loaded into a model, and how.
 
     Attributes:
-        source: The weights: a tag (``sk_resnet18.ra_in1k``), ``checkpoint PATH``, ``hf-hub:ORG/NAME``, ``the
-            resnet18 module``, ``a state dict`` or ``random weights``.
+        source: The weights: a tag (``sk_resnet18.ra_in1k``), ``checkpoint PATH``, ``hf-hub:ORG/NAME``, a model
+            folder, ``the resnet18 module``, ``a state dict`` or ``random weights``.
         layout: Their key layout, one of ``LAYOUTS`` (``'native'``: timm_sesk's own; ``'plain'``: grafted); None
             where not checked here (random weights, a Hub repository).
         network: Whose layout that is, where not timm_sesk's own or the tag's (``skresnet18``, ``a plain ResNet``).
@@ -74,6 +77,10 @@ class LoadReport:
         head: How the classifier was adapted (a new head), None where it loaded as it is.
         stem: How the first convolution was adapted to the input channels, None where it loaded as it is.
         path: The local file read, where there was one.
+        ema: Whether a training checkpoint's EMA weights were taken (True) or its others (False), where it holds
+            both; None where it holds one set.
+        random_head: Classes of the model's own, untrained head, where it has one instead of the source's
+            classifier (another ``num_classes``); None where the head holds the source's weights.
     """
 
     source: str
@@ -84,11 +91,18 @@ class LoadReport:
     head: Optional[str] = None
     stem: Optional[str] = None
     path: Optional[str] = None
+    ema: Optional[bool] = None
+    random_head: Optional[int] = None
 
     def __str__(self) -> str:
-        if self.layout == PLAIN:
-            return f'{self.source} ({self.network}, grafted)'
-        return f"{self.source} ({self.network}'s layout)" if self.network else self.source
+        """``sk_resnet18.ra_in1k``, ``checkpoint PATH (skresnet18's layout; EMA weights)``, ``the resnet18 module
+        (a plain ResNet, grafted)``; a new head is ``, random head (10 classes)`` after it."""
+        notes = [f'{self.network}, grafted' if self.layout == PLAIN else f"{self.network}'s layout"] \
+            if self.network else []
+        if self.ema is not None:
+            notes.append('EMA weights' if self.ema else 'its non-EMA weights; it also holds EMA weights')
+        text = f'{self.source} ({"; ".join(notes)})' if notes else self.source
+        return text + (f', random head ({self.random_head} classes)' if self.random_head else '')
 
 
 # --- the core: a state dict, its layout, and the model ---------------------------------------------------------------
@@ -172,11 +186,12 @@ def _fitting_arch(state_dict: Mapping[str, torch.Tensor], exclude: str) -> Optio
     return None
 
 
-def _adapt(mapped: StateDict, model: nn.Module) -> Tuple[StateDict, Optional[str], Optional[str]]:
+def _adapt(mapped: StateDict, model: nn.Module) -> Tuple[StateDict, Optional[str], Optional[str], Optional[int]]:
     """The weights to load: the stem adapted to the model's input channels (timm's ``adapt_input_conv``), a
-    classifier of another size (or none) replaced by the model's own; and a note on each, None where unchanged."""
+    classifier of another size (or none) replaced by the model's own; a note on each, None where unchanged; and the
+    classes of the model's own (random) head where it keeps one."""
     own, (stem, head) = model.state_dict(), _prefixes(model)
-    weights, stem_note, head_note = dict(mapped), None, None
+    weights, stem_note, head_note, random_head = dict(mapped), None, None, None
     key = f'{stem}weight'
     if key in weights and key in own and weights[key].shape != own[key].shape:
         theirs, ours = weights[key].shape[1], own[key].shape[1]
@@ -193,18 +208,20 @@ def _adapt(mapped: StateDict, model: nn.Module) -> Tuple[StateDict, Optional[str
         head_note = (f'a new {our.shape[0]}-class head' if our is not None else 'no head') + (
             f" (the source's {their.shape[0]}-class classifier is not loaded)" if their is not None else
             ' (the source has none)')
-    return weights, head_note, stem_note
+        random_head = our.shape[0] if our is not None else None
+    return weights, head_note, stem_note, random_head
 
 
 def _prepare(state_dict: Mapping[str, torch.Tensor], model: nn.Module, layout: Optional[str], source: str,
              message_source: str, tag: bool = False, **known: Any) -> Tuple[StateDict, LoadReport]:
     """The core: the weights as they load into the model, and the report of ``source``; ``known``: its
-    ``entry``, ``path``, ``recorded_arch`` and ``train_args``."""
-    entry, path = known.pop('entry', None), known.pop('path', None)
+    ``entry``, ``path``, ``ema``, ``recorded_arch`` and ``train_args``."""
+    entry, path, ema = known.pop('entry', None), known.pop('path', None), known.pop('ema', None)
     mapped, found = _fit(state_dict, model, layout, message_source, **known)
-    weights, head, stem = _adapt(mapped, model)
+    weights, head, stem, random_head = _adapt(mapped, model)
     network = None if tag else _network(found, _arch(model))
-    return weights, LoadReport(source, found, network, entry, classifier_size(state_dict), head, stem, path)
+    return weights, LoadReport(source, found, network, entry, classifier_size(state_dict), head, stem, path, ema,
+                               random_head)
 
 
 def data_fields(cfg: Mapping[str, Any]) -> Dict[str, Any]:
@@ -312,8 +329,8 @@ def load_weights(model: nn.Module, source: Source, *, layout: Optional[str] = No
         source = Checkpoint.read(source, ema)
     data: Dict[str, Any] = {}
     if isinstance(source, Checkpoint):
-        label, known = f'checkpoint {source.path}', dict(
-            entry=source.entry, path=source.path, recorded_arch=source.arch, train_args=source.train_args)
+        label, known = f'checkpoint {source.path}', dict(entry=source.entry, path=source.path, ema=source.ema,
+                                                         recorded_arch=source.arch, train_args=source.train_args)
         state_dict = source.state_dict
         if source.data_args:
             from timm.data import resolve_data_config
@@ -327,7 +344,7 @@ def load_weights(model: nn.Module, source: Source, *, layout: Optional[str] = No
         data = data_fields(cfg)
     elif isinstance(source, Mapping):
         state_dict, entry = unwrap(source, ema)
-        label, known = 'a state dict', dict(entry=entry)
+        label, known = 'a state dict', dict(entry=entry, ema=ema_choice(source, entry))
     else:
         raise TypeError(f'load_weights takes a checkpoint path, a state dict, a WeightSpec or a model, not '
                         f'{type(source).__name__}')
@@ -351,14 +368,18 @@ def _create(name: str, kwargs: Dict[str, Any], **defaults: Any) -> nn.Module:
         raise ModelArgumentsError(name, kwargs, reason) from e
 
 
-def _hub_architecture(name: str) -> Optional[str]:
-    """The architecture an ``hf-hub:`` repository's cached config.json names, None where there is none."""
+def _config_architecture(name: str) -> Optional[str]:
+    """The architecture the config.json of a model folder (``local-dir:PATH``) or of an ``hf-hub:`` repository (in
+    the cache) names, None where there is none."""
     import json
 
     from huggingface_hub import try_to_load_from_cache
 
-    repo, _, revision = name[len('hf-hub:'):].partition('@')
-    path = try_to_load_from_cache(repo, 'config.json', revision=revision or None)
+    if name.startswith(_LOCAL):
+        path: Any = str(Path(name[len(_LOCAL):]) / 'config.json')
+    else:
+        repo, _, revision = name[len('hf-hub:'):].partition('@')
+        path = try_to_load_from_cache(repo, 'config.json', revision=revision or None)
     try:
         return json.loads(Path(path).read_text()).get('architecture') if isinstance(path, str) else None
     except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object
@@ -366,19 +387,32 @@ def _hub_architecture(name: str) -> Optional[str]:
 
 
 def _load_elsewhere(name: str, pretrained: bool, kwargs: Dict[str, Any]) -> Tuple[nn.Module, LoadReport]:
-    """A model of a name outside the zoo (an ``hf-hub:`` repository, a timm model), built and loaded by timm."""
+    """A model of a name outside the zoo (an ``hf-hub:`` repository, a ``local-dir:`` model folder, a timm model),
+    built and loaded by timm."""
     hub_id = name[len('hf-hub:'):] if name.startswith('hf-hub:') else None
-    with explained(f'pretrained weights for {name}', {'hf_hub_id': hub_id}):
+    folder = name[len(_LOCAL):] if name.startswith(_LOCAL) else None
+    if folder is not None and not (Path(folder) / 'config.json').is_file():
+        raise PretrainedWeightsError(f'{folder} is not a model folder: it has no config.json (a folder written by '
+                                     '`timm-sesk export --format hub` or timm save_for_hf holds one)')
+    with explained(f'pretrained weights for {folder or name}', {'hf_hub_id': hub_id}):
         try:
             model = _create(name, kwargs, pretrained=pretrained)
         except RuntimeError as e:  # timm's "Unknown model": an architecture no imported library registers
-            architecture = _hub_architecture(name) if hub_id else None
+            architecture = _config_architecture(name) if hub_id or folder else None
+            if folder is not None and (architecture is None or timm.is_model(architecture)):
+                raise PretrainedWeightsError(f'{folder}: {str(e).strip().splitlines()[0]}') from e  # no weights file
             if architecture is None or timm.is_model(architecture):
                 raise
             raise PretrainedWeightsError(
-                f'{name} is a {architecture} model, an architecture timm does not know (import the library that '
-                'registers it first)') from e
-    return model, LoadReport(name if pretrained else 'random weights')
+                f'{folder or name} is a {architecture} model, an architecture timm does not know (import the library '
+                'that registers it first)') from e
+    if not pretrained:
+        return model, LoadReport('random weights')
+    # timm gives a head of another size than the weights' classifier (num_classes) its own random weights.
+    trained = model.pretrained_cfg.get('num_classes')
+    random_head = model.num_classes if model.num_classes and trained and model.num_classes != trained else None
+    return model, LoadReport(folder or name, random_head=random_head, head=None if random_head is None else (
+        f"a new {random_head}-class head (the source's {trained}-class classifier is not loaded)"))
 
 
 def load(name: str, *, pretrained: bool = True, checkpoint: Optional[Union[str, os.PathLike]] = None,
@@ -393,10 +427,12 @@ def load(name: str, *, pretrained: bool = True, checkpoint: Optional[Union[str, 
     A checkpoint brings its head size (another ``num_classes`` gives a new head) and, from ``train.py``, the input
     size and crop it was trained with; it loads as ``load_weights`` loads it. ``pretrained_cfg_overlay`` and
     ``cache_dir`` work as in ``timm.create_model``. Names outside the zoo (``hf-hub:ORG/NAME``, timm's models) are
-    built and loaded by ``timm.create_model``.
+    built and loaded by ``timm.create_model``, and so is a model folder (config.json and weights, as ``timm-sesk
+    export`` and timm's ``save_for_hf`` write it): a name that is no zoo model and is a folder is timm's
+    ``local-dir:`` of it.
 
     Args:
-        name: A zoo model, optionally with a tag (``se_resnet50.a1_in1k``), or an ``hf-hub:`` id.
+        name: A zoo model, optionally with a tag (``se_resnet50.a1_in1k``), an ``hf-hub:`` id, or a model folder.
         pretrained: Load the pretrained weights (not with a checkpoint); False gives random weights.
         checkpoint: A checkpoint file to load instead of the pretrained weights.
         ema: Take a training checkpoint's EMA weights where it has them.
@@ -412,7 +448,7 @@ def load(name: str, *, pretrained: bool = True, checkpoint: Optional[Union[str, 
     if name.partition('.')[0] not in REFERENCES:
         if checkpoint is not None:
             raise ValueError(f"a checkpoint loads into one of the zoo's models (timm_sesk.list_models()), not {name}")
-        return _load_elsewhere(name, pretrained, kwargs)
+        return _load_elsewhere(_LOCAL + str(name) if os.path.isdir(name) else name, pretrained, kwargs)
     if checkpoint is not None:
         weights = Checkpoint.read(checkpoint, ema)
         classes = classifier_size(weights.state_dict)

@@ -26,12 +26,12 @@ from torch import nn
 
 from timm_sesk.deploy import data_config, relative_error
 from timm_sesk.errors import ExportCheckError, NoTwinError
-from timm_sesk.loading import load
+from timm_sesk.loading import LoadReport, load
 from timm_sesk.models.archs import FAMILIES, families_of
 from timm_sesk.twin import TOLERANCE, Twin, to_timm, twin_of
 from timm_sesk.version import __version__
-from timm_sesk.weights import REFERENCES, WeightSpec
-from timm_sesk.weights._pretrained import find_spec, sha256_file
+from timm_sesk.weights import REFERENCES, WEIGHTS, WeightSpec
+from timm_sesk.weights._pretrained import sha256_file
 from timm_sesk.zoo import count_gmacs
 
 __all__ = ['LAYOUTS', 'export_hub_folder', 'upload_hub_folder']
@@ -60,8 +60,16 @@ def _usage(name: str, portable: bool = False) -> str:
         '```\n')
 
 
-def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[str], dataset: str,
-                twin: Optional[Twin] = None, error: Optional[float] = None) -> Dict[str, Any]:
+# What the card says of weights that are neither a pretrained tag's nor a named checkpoint's, by their metadata label.
+_UNCLAIMED = {
+    'random-init': 'random initialisation, untrained',
+    'random-head': 'a new, untrained classifier head: no accuracy is claimed',
+    'unverified': "not proven to be a pretrained tag's (an in-memory model, e.g. fine-tuned): no accuracy is claimed",
+}
+
+
+def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[str], dataset: Optional[str],
+                weights: str, twin: Optional[Twin] = None, error: Optional[float] = None) -> Dict[str, Any]:
     details: Dict[str, Any] = {
         'Architecture': f'{arch} (timm_sesk {__version__}), proven equal to {REFERENCES[arch].description}'
         if twin is None else f"timm's `{twin.name}`, exported from {arch} (timm_sesk {__version__}), which it equals "
@@ -77,15 +85,38 @@ def _provenance(arch: str, spec: Optional[WeightSpec], checkpoint_sha: Optional[
         }
     if checkpoint_sha is not None:
         details['Fine-tuned checkpoint'] = {'sha256': checkpoint_sha, 'dataset': dataset}
+    if weights in _UNCLAIMED:
+        details['Weights'] = _UNCLAIMED[weights]
     return details
 
 
+def _claims(report: Optional[LoadReport]) -> Optional[WeightSpec]:
+    """The pretrained tag a model's weights are, by the report of their loading: its weights as published, head
+    included; None for anything else (a new head, a checkpoint, random weights, or no report: an in-memory model
+    whose weights nothing proves to be the tag's, e.g. fine-tuned since)."""
+    if report is None or report.random_head is not None:
+        return None
+    return next((w for w in WEIGHTS if w.name == report.source), None)
+
+
+def _weights_label(spec: Optional[WeightSpec], checkpoint_sha: Optional[str], report: Optional[LoadReport]) -> str:
+    """The ``weights`` entry of the file's metadata."""
+    if spec is not None:
+        return spec.name
+    if checkpoint_sha:
+        return 'fine-tuned'
+    if report is not None and report.source == 'random weights':
+        return 'random-init'
+    return 'random-head' if report is not None and report.random_head else 'unverified'
+
+
 def _save(model: nn.Module, out: Path, model_args: Dict[str, Any], model_config: Optional[Dict[str, Any]],
-          metadata: Dict[str, str]) -> None:
+          metadata: Dict[str, str], tagged: bool) -> None:
     """timm's ``save_for_hf``, then the weights saved again with ``metadata``, and ``config.json`` without
     ``num_classes`` in ``model_args``: the root ``num_classes`` already gives it to timm, and transformers'
     ``TimmWrapperForImageClassification`` passes it to ``create_model`` itself (so a second copy fails with "got
-    multiple values for keyword argument 'num_classes'")."""
+    multiple values for keyword argument 'num_classes'"); and without the model's pretrained tag unless ``tagged``
+    (the weights are proven to be the tag's)."""
     save_for_hf(model, str(out), model_config=model_config, safe_serialization=True,
                 model_args={k: v for k, v in model_args.items() if k not in _NOT_MODEL_ARGS} or None)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -93,6 +124,8 @@ def _save(model: nn.Module, out: Path, model_args: Dict[str, Any], model_config:
     path = out / 'config.json'
     config = json.loads(path.read_text())
     config.get('model_args', {}).pop('num_classes', None)
+    if not tagged:
+        config.get('pretrained_cfg', {}).pop('tag', None)
     path.write_text(json.dumps(config, indent=2))
 
 
@@ -106,6 +139,7 @@ def export_hub_folder(
         license: Optional[str] = None,
         repo_id: Optional[str] = None,
         model: Optional[nn.Module] = None,
+        report: Optional[LoadReport] = None,
         layout: Optional[str] = None,
         log: Optional[Callable[[str], None]] = None,
 ) -> Path:
@@ -123,8 +157,11 @@ def export_hub_folder(
         license: Licence of the exported weights (default: the pretrained tag's, or ``apache-2.0``).
         repo_id: Hub repository the folder is meant for, used in the card's usage example.
         model: The model to export, already holding its weights (``checkpoint`` then only names their file, for
-            its sha256), as ``timm_sesk.load`` returns it: a model whose pretrained cfg names no tag is described as
-            fine-tuned, or random without a checkpoint, not as the tag's weights.
+            its sha256). Without ``report``, nothing proves its weights to be a pretrained tag's (it may have been
+            fine-tuned, or built without them), so the card claims no tag and no accuracy.
+        report: What ``timm_sesk.load`` (or ``load_weights``) reported loading into ``model``, which has not been
+            changed since: the card claims the tag it names, where it loaded with its head, and its reported
+            accuracy.
         layout: ``'portable'``: timm's built-in twin (``timm_sesk.to_timm``), which timm alone loads, built from the
             written folder and compared with the model before the card is written; ``'plugin'``: timm_sesk's own
             layout, loaded after ``import timm_sesk``. None (the default): portable where the model has a twin.
@@ -145,23 +182,24 @@ def export_hub_folder(
                          f'{layout!r}')
     model_args = dict(model_args or {})
     if model is None:
-        model, _ = load(model_name, checkpoint=checkpoint, **model_args)
+        model, report = load(model_name, checkpoint=checkpoint, **model_args)
     model = model.eval()
     arch = model.pretrained_cfg['architecture']
     twin = _twin(model, layout, log)
-    spec = find_spec(model.pretrained_cfg)
+    spec = _claims(report)
     checkpoint_sha = sha256_file(checkpoint) if checkpoint is not None else None
-    dataset = dataset or 'imagenet-1k'
+    dataset = dataset or ('imagenet-1k' if spec is not None else None)
     license = license or (spec.license if spec is not None else 'apache-2.0')
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    weights = _weights_label(spec, checkpoint_sha, report)
     metadata = {
         'format': 'pt',
         'architecture': arch,
         'timm_sesk_version': __version__,
         'timm_version': timm.__version__,
-        'weights': spec.name if spec is not None else 'fine-tuned' if checkpoint_sha else 'random-init',
+        'weights': weights,
         'weights_source': spec.source if spec is not None else '',
     }
     if checkpoint_sha:
@@ -169,10 +207,10 @@ def export_hub_folder(
     model_config = {'label_names': label_names} if label_names else None
     error = None
     if twin is None:
-        _save(model, out, model_args, model_config, metadata)
+        _save(model, out, model_args, model_config, metadata, spec is not None)
     else:
         _save(to_timm(model), out, twin.kwargs, model_config,
-              {**metadata, 'architecture': twin.name, 'timm_sesk_architecture': arch})
+              {**metadata, 'architecture': twin.name, 'timm_sesk_architecture': arch}, spec is not None)
         error = _check_portable(model, out, twin)
         if log is not None:
             log(f"portable: wrote timm's {twin.name} (exactly equal to {arch}, max relative error {error:.0e}); loads "
@@ -202,8 +240,8 @@ def export_hub_folder(
                 'Image size': f'{input_size[-2]} x {input_size[-1]}',
             },
             **papers,
-            'Dataset': dataset,
-            **_provenance(arch, spec, checkpoint_sha, dataset, twin, error),
+            **({'Dataset': dataset} if dataset else {}),
+            **_provenance(arch, spec, checkpoint_sha, dataset, weights, twin, error),
         },
         'usage': _usage(f'hf-hub:{repo_id}' if repo_id else spec.name if spec is not None and twin is None else
                         _PLACEHOLDER, portable=twin is not None),

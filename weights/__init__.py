@@ -14,12 +14,13 @@ from typing import Any, Dict, List
 
 from timm_sesk.errors import CheckpointReadError, PretrainedWeightsError
 
-from .checkpoint import Checkpoint, unwrap
+from .checkpoint import EMA_KEYS, Checkpoint, ema_choice, unwrap
 from .manifest import NO_WEIGHTS, WEIGHTS, ReportedAccuracy, WeightSpec
 from .mapping import MAPPINGS, Fit, classifier_size, convert_state_dict, fit
 from .references import REFERENCES, Reference, create_reference
 
 __all__ = [
+    'EMA_KEYS',
     'MAPPINGS',
     'NO_WEIGHTS',
     'REFERENCES',
@@ -35,6 +36,7 @@ __all__ = [
     'classifier_size',
     'convert_state_dict',
     'create_reference',
+    'ema_choice',
     'fit',
     'pretrained_cfgs',
     'unwrap',

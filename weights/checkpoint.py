@@ -15,12 +15,12 @@ from timm.models import clean_state_dict
 
 from timm_sesk.errors import CheckpointReadError
 
-__all__ = ['Checkpoint', 'unwrap']
+__all__ = ['EMA_KEYS', 'Checkpoint', 'ema_choice', 'unwrap']
 
 StateDict = Dict[str, torch.Tensor]
 
 # Training checkpoints nest the weights under one of these keys; the EMA weights first, as timm's reader takes them.
-_EMA_KEYS = ('state_dict_ema', 'model_ema')
+EMA_KEYS = ('state_dict_ema', 'model_ema')
 _MODEL_KEYS = ('state_dict', 'model')
 # train.py's data arguments that decide the eval transform (timm.data.resolve_data_config reads them).
 _DATA_ARGS = ('input_size', 'img_size', 'crop_pct', 'crop_mode', 'mean', 'std', 'interpolation')
@@ -38,10 +38,17 @@ def unwrap(checkpoint: Mapping[str, Any], ema: bool = True) -> Tuple[StateDict, 
         removed, and the key they were nested under (``'state_dict_ema'``, ``'state_dict'``, ...), or None for a
         plain state dict.
     """
-    for key in (*_EMA_KEYS, *_MODEL_KEYS) if ema else _MODEL_KEYS:
+    for key in (*EMA_KEYS, *_MODEL_KEYS) if ema else _MODEL_KEYS:
         if isinstance(checkpoint.get(key), Mapping):
             return unwrap(checkpoint[key], ema)[0], key
     return {k: v for k, v in clean_state_dict(dict(checkpoint)).items() if isinstance(v, torch.Tensor)}, None
+
+
+def ema_choice(checkpoint: Mapping[str, Any], entry: Optional[str]) -> Optional[bool]:
+    """Whether ``unwrap`` took a training checkpoint's EMA weights (True) or its others (False), where it holds both;
+    None where there was no choice (one set of weights)."""
+    holds = [any(isinstance(checkpoint.get(k), Mapping) for k in keys) for keys in (EMA_KEYS, _MODEL_KEYS)]
+    return entry in EMA_KEYS if all(holds) else None
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Checkpoint:
         entry: The training checkpoint's entry they were taken from, None for a plain state dict.
         arch: The model it was trained as, where the file says (``train.py`` records ``--model`` as ``arch``).
         train_args: ``train.py``'s arguments, where the file carries them.
+        ema: Whether they are its EMA weights, where it holds EMA and other weights (``ema_choice``); else None.
     """
 
     path: str
@@ -61,6 +69,7 @@ class Checkpoint:
     entry: Optional[str] = None
     arch: Optional[str] = None
     train_args: Dict[str, Any] = field(default_factory=dict)
+    ema: Optional[bool] = None
 
     @classmethod
     def read(cls, path: Union[str, Path, os.PathLike], ema: bool = True) -> 'Checkpoint':
@@ -101,7 +110,7 @@ class Checkpoint:
         state_dict, entry = unwrap(content, ema)
         if not state_dict:
             raise CheckpointReadError(f'cannot read checkpoint {path}: it holds no tensors')
-        return cls(path, state_dict, entry, arch, train_args)
+        return cls(path, state_dict, entry, arch, train_args, ema_choice(content, entry))
 
     @property
     def data_args(self) -> Dict[str, Any]:

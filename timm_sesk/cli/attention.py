@@ -33,7 +33,9 @@ def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) ->
         epilog=f'examples:\n  {PROG} attention -m sk_resnet50 cat.jpg --scales 128,224,320 --out sk50.png\n'
                f'  {PROG} attention -m se_resnet50 cat.jpg dog.jpg --json se50.json')
     p.add_argument('images', nargs='+', metavar='IMAGE', help='image files')
-    p.add_argument('--out', '-o', metavar='FILE.png', help='PNG to write (default: attention_MODEL.png)')
+    p.add_argument('--out', '-o', metavar='FILE.png',
+                   help='PNG to write (default: attention_MODEL.png; .png is added to a name without an extension, '
+                        'and .pdf or .svg write those formats)')
     p.add_argument('--json', metavar='FILE', help="also write the plotted data and every unit's full weights as JSON")
     p.add_argument('--scales', metavar='S1,S2,...',
                    help="input sizes in pixels, e.g. 128,224,320 (default: the model's input size)")
@@ -63,6 +65,16 @@ def _parse_figsize(text: str) -> Tuple[float, float]:
     return width, height
 
 
+def _check_format(out: Path) -> None:
+    """Refuse a file name whose extension names no format matplotlib writes."""
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    if out.suffix[1:].lower() not in formats:
+        raise CliError(f'--out {out}: matplotlib writes {", ".join(sorted(formats))}, not {out.suffix}; name a .png '
+                       'file', code=2)
+
+
 def run(args: argparse.Namespace) -> int:
     arch = check_model_name(args.model)
     scales = _parse_ints(args.scales, '--scales') if args.scales else [None]
@@ -72,11 +84,14 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f'a {figsize[0]:g} x {figsize[1]:g} in figure at {args.dpi} dpi is over {_MAX_PIXELS} px a '
                        'side, more than matplotlib draws: lower --dpi or --figsize', code=2)
     out = Path(args.out or f'attention_{arch.replace(":", "_").replace("/", "_")}.png')
+    if not out.suffix and not out.is_dir():  # matplotlib would add .png itself: name the file it writes
+        out = out.with_name(f'{out.name}.png')
     check_output_file(out, '--out')
     if args.json:
         check_output_file(Path(args.json), '--json')
     images = [(path, read_image(path)) for path in args.images]
     require('matplotlib', 'the attention plot')  # before minutes of loading and running the model
+    _check_format(out)
     model, report = load_model(args)
     weights = str(report)
     if not find_units(model):

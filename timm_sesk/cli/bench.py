@@ -13,7 +13,7 @@ from timm_sesk.layers import SelectiveKernel
 from timm_sesk.zoo import min_input_size
 
 from .errors import PROG, CliError
-from .options import HelpFormatter, check_at_least, check_model_name
+from .options import HelpFormatter, check_at_least, check_model_name, is_model_folder
 
 __all__ = ['add_parser', 'run']
 
@@ -25,9 +25,9 @@ def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) ->
     p = commands.add_parser(
         name, help=summary, formatter_class=HelpFormatter,
         description='\n\n'.join([first, *(' '.join(d.split()).replace('``', '') for d in details)]),
-        epilog=f'examples:\n  {PROG} bench --model sk_resnet50                  # CPU, 2 threads, batch 8, 224 px\n'
-               f'  {PROG} bench --model sk_resnet50 --train          # also a training step, batch 16, 160 px\n'
-               f'  {PROG} bench --model sk_resnet50 --device cuda --amp --batch 256')
+        epilog=f'examples:\n  {PROG} bench -m sk_resnet50                  # CPU, 2 threads, batch 8, 224 px\n'
+               f'  {PROG} bench -m sk_resnet50 --train          # also a training step, batch 16, 160 px\n'
+               f'  {PROG} bench -m sk_resnet50 --device cuda --amp --batch 256')
     compare.add_arguments(p)
     p.set_defaults(func=run)
 
@@ -40,8 +40,8 @@ def _check_device(device: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model.startswith('hf-hub:'):
-        raise CliError(f'bench times the zoo\'s architectures (`{PROG} list`), not Hub ids', code=2)
+    if args.model.startswith('hf-hub:') or is_model_folder(args.model):
+        raise CliError(f'bench times the zoo\'s architectures (`{PROG} list`), not Hub ids or model folders', code=2)
     arch = check_model_name(args.model)
     if arch != args.model:
         raise CliError(f'bench times architectures on random weights: pass --model {arch}, '

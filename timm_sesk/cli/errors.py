@@ -12,6 +12,7 @@ from timm_sesk.errors import (
     CheckpointReadError,
     ClassMappingError,
     ExportCheckError,
+    ImageFolderError,
     ImageNotFoundError,
     ImageReadError,
     InvalidInputError,
@@ -49,18 +50,19 @@ def _trained_for(error: WeightsMismatchError) -> Tuple[Optional[str], str]:
     what to run them with."""
     from timm_sesk.models import ARCHS
 
-    if error.recorded_arch:
-        other = error.recorded_arch.split('.')[0]
-        if other != error.arch:
-            return error.recorded_arch, f'run it with -m {other}' if other in ARCHS else \
-                'run it with -m and its timm_sesk model'
-    else:
+    recorded = (error.recorded_arch or '').split('.')[0]
+    if recorded and recorded != error.arch and recorded in ARCHS:
+        return error.recorded_arch, f'run it with -m {recorded}'
+    if recorded != error.arch:  # no arch recorded, or a model outside the zoo (a plain ResNet?): found by its keys
         fitting = error.fitting_arch()
         if fitting is not None:
             other, layout = fitting
             if layout == 'plain':  # a plain ResNet's weights: the model they graft onto takes them
-                return f'{ARCHS[other].plain_twin or "a plain ResNet"} (by its keys)', f'-m {other} grafts it'
-            return f'{other} (by its keys)', f'run it with -m {other}'
+                trained = error.recorded_arch or f'{ARCHS[other].plain_twin or "a plain ResNet"} (by its keys)'
+                return trained, f'-m {other} grafts it'
+            return error.recorded_arch or f'{other} (by its keys)', f'run it with -m {other}'
+        if recorded:
+            return error.recorded_arch, 'run it with -m and its timm_sesk model'
     trained = error.train_args.get('model_kwargs')
     return None, ('if it was trained with other create_model arguments, pass them (--model-kwarg KEY=VALUE'
                   + (f'; train.py had {trained}' if trained else '') + ')')
@@ -95,6 +97,7 @@ ERRORS: Tuple[Tuple[Type[BaseException], Callable[[BaseException], int], Callabl
     (ImageNotFoundError, lambda e: EXIT_USAGE, str),
     (ImageReadError, lambda e: EXIT_FAILURE, str),
     (ClassMappingError, lambda e: EXIT_FAILURE, str),
+    (ImageFolderError, lambda e: EXIT_FAILURE, str),
 )
 
 

@@ -6,8 +6,8 @@ from typing import Any, Dict, List, Optional
 from torch import nn
 
 from timm_sesk import deploy
-from timm_sesk.data import read_label_names
 from timm_sesk.extras import require
+from timm_sesk.loading import LoadReport
 from timm_sesk.publish import LAYOUTS, export_hub_folder, upload_hub_folder
 
 from .errors import EXIT_USAGE, PROG, CliError
@@ -15,6 +15,7 @@ from .options import (
     HelpFormatter,
     check_at_least,
     check_model_name,
+    label_names_option,
     load_model,
     model_args,
     model_options,
@@ -107,37 +108,20 @@ def _check_options(args: argparse.Namespace) -> None:
     require('onnxruntime' if args.format == 'onnx' else 'openvino', f'--format {args.format}')  # before the model
 
 
-def _label_names(path: Optional[str]) -> Optional[List[str]]:
-    if not path:
-        return None
-    try:
-        names = read_label_names(path)
-    except (FileNotFoundError, IsADirectoryError) as e:
-        raise CliError(f'no such label names file: {path} (--label-names takes a text file, one class name per '
-                       'line)', code=EXIT_USAGE) from e
-    except (UnicodeDecodeError, OSError) as e:
-        raise CliError(f'cannot read label names from {path}: {e}', code=EXIT_USAGE) from e
-    if not names:
-        raise CliError(f'{path} holds no label names (one class name per line)', code=EXIT_USAGE)
-    return names
-
-
 def run(args: argparse.Namespace) -> int:
     out = _paths(args)
     check_model_name(args.model)
     check_at_least(1, num_classes=args.num_classes)
     _check_options(args)
-    label_names = _label_names(args.label_names)
+    label_names_option(args.label_names)  # a missing or empty file, before the model is built
     kwargs = {**model_args(args), **parse_kwargs(args.model_kwargs, option='--model-kwargs')}
     model, report = load_model(args, kwargs)
     model = model.cpu()  # both formats are written (and checked) from the CPU
-    if label_names is not None and len(label_names) != model.num_classes:
-        raise CliError(f'{args.label_names} has {len(label_names)} label names, but the head has {model.num_classes} '
-                       'classes: give one name per class, in head order', code=EXIT_USAGE)
+    label_names = label_names_option(args.label_names, model.num_classes)
+    print(f'exporting {args.model} ({report}) to {args.format}', flush=True)
     if args.format == 'hub':
-        _export_hub(args, model, out, {**kwargs, 'num_classes': model.num_classes}, label_names)
+        _export_hub(args, model, report, out, {**kwargs, 'num_classes': model.num_classes}, label_names)
     else:
-        print(f'exporting {args.model} ({report}) to {args.format}', flush=True)
         try:
             deploy.export(model, out, args.format, label_names=label_names, int8_calibration=args.int8_calibration,
                           int8_samples=args.int8_samples)
@@ -147,12 +131,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_hub(args: argparse.Namespace, model: nn.Module, out: Path, kwargs: Dict[str, Any],
+def _export_hub(args: argparse.Namespace, model: nn.Module, report: LoadReport, out: Path, kwargs: Dict[str, Any],
                 label_names: Optional[List[str]]) -> None:
     """The Hub folder (timm_sesk.publish), plus the data config every export format carries; optionally pushed."""
-    dataset = args.dataset or ('none (random weights)' if args.no_pretrained else None)
-    export_hub_folder(args.model, out, checkpoint=args.checkpoint, dataset=dataset, model_args=kwargs,
-                      label_names=label_names, license=args.license, repo_id=args.repo_id, model=model,
+    export_hub_folder(args.model, out, checkpoint=args.checkpoint, dataset=args.dataset, model_args=kwargs,
+                      label_names=label_names, license=args.license, repo_id=args.repo_id, model=model, report=report,
                       layout=args.layout, log=print)
     deploy.write_data_config(model, out)
     if args.push:

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -17,10 +17,10 @@ from timm_sesk.models import SeskResNet
 from timm_sesk.zoo import min_input_size
 
 from .errors import EXIT_USAGE, CliError
-from .options import check_at_least, check_model_name, check_output_file, load_model
+from .options import check_at_least, check_model_name, check_output_file, label_names_option, load_model
 
-__all__ = ['Classifier', 'check_model_source', 'check_results_file', 'load_classifier', 'runtime_options',
-           'write_results']
+__all__ = ['Classifier', 'check_model_source', 'check_results_file', 'load_classifier', 'plural', 'runtime_options',
+           'skipped_line', 'write_results']
 
 
 class Classifier:
@@ -29,16 +29,21 @@ class Classifier:
     Attributes:
         model: The PyTorch model (fused and channels_last unless ``--no-fuse``) or the exported one.
         weights: A description of its weights.
+        untrained: What of it is untrained (``random weights``, ``a random head (10 classes)``), None where nothing.
+        label_names: Its class names given with ``--label-names``, else None.
         transform: timm's eval transform for it, at ``--img-size`` if given.
         config: The data config of that transform.
         param_count: Parameters of the PyTorch model as built (before fusion); None for an exported one.
     """
 
     def __init__(self, model: Any, weights: str, device: str, channels_last: bool, img_size: Optional[int],
-                 param_count: Optional[int] = None):
+                 param_count: Optional[int] = None, untrained: Optional[str] = None,
+                 label_names: Optional[List[str]] = None):
         self.param_count = param_count
         self.model = model
         self.weights = weights
+        self.untrained = untrained
+        self.label_names = label_names
         self.device = device
         self.channels_last = channels_last
         self.transform, self.config = eval_transform(model, img_size)
@@ -81,6 +86,7 @@ def check_model_source(args: argparse.Namespace) -> None:
         return
     given = [option for option, value in (('--checkpoint', args.checkpoint), ('--no-pretrained', args.no_pretrained),
                                           ('--num-classes', args.num_classes), ('--model-kwarg', args.model_kwarg),
+                                          ('--ema/--no-ema', args.ema is not None),
                                           ('--no-fuse', getattr(args, 'no_fuse', False))) if value]
     if given:
         raise CliError(f'{" and ".join(given)} do not apply with --runtime: the model and its weights are those '
@@ -94,27 +100,32 @@ def check_model_source(args: argparse.Namespace) -> None:
         raise CliError(str(e), code=2) from e
 
 
-def _load_runnable(args: argparse.Namespace) -> Tuple[Any, str]:
+def _load_runnable(args: argparse.Namespace) -> Tuple[Any, str, Optional[str]]:
     """The PyTorch model, or with ``--runtime`` the exported folder in that runtime (called alike: a float batch
-    in, logits out, with the same ``num_classes`` and ``pretrained_cfg``); and a description of its weights."""
+    in, logits out, with the same ``num_classes`` and ``pretrained_cfg``); a description of its weights; and what of
+    them is untrained, None where nothing is known to be."""
     if not args.runtime:
         model, report = load_model(args)
-        return model, str(report)
+        untrained = 'random weights' if report.source == 'random weights' else \
+            f'a random head ({report.random_head} classes)' if report.random_head else None
+        return model, str(report), untrained
     try:
         model = deploy.load(args.model, args.runtime, args.precision, threads=args.threads)
     except ValueError as e:  # a precision the runtime or the CPU lacks, IR for ONNX Runtime
         raise CliError(str(e), code=2) from e
-    return model, model.describe()
+    return model, model.describe(), None
 
 
 def load_classifier(args: argparse.Namespace) -> Classifier:
     """The model of ``args`` (PyTorch, or an exported folder with ``--runtime``) ready to classify images: for
     PyTorch, its BatchNorms folded into the convolutions (``timm_sesk.fuse``, the same function) and channels_last
-    memory, unless ``--no-fuse``."""
+    memory, unless ``--no-fuse``; with the names of ``--label-names``, as many as its classes."""
     check_at_least(1, img_size=args.img_size)
-    model, weights = _load_runnable(args)
+    label_names_option(args.label_names)  # a missing or empty file, before the model is built
+    model, weights, untrained = _load_runnable(args)
+    names = label_names_option(args.label_names, model.num_classes)
     if not isinstance(model, nn.Module):  # an exported folder in its runtime
-        return Classifier(model, weights, 'cpu', False, args.img_size)
+        return Classifier(model, weights, 'cpu', False, args.img_size, untrained=untrained, label_names=names)
     smallest = min_input_size(model)
     if args.img_size is not None and args.img_size < smallest:
         raise CliError(f'--img-size {args.img_size}: {args.model} takes inputs of at least {smallest}x{smallest} px',
@@ -125,7 +136,17 @@ def load_classifier(args: argparse.Namespace) -> Classifier:
         if isinstance(model, SeskResNet):  # fuse knows our blocks; other Hub models run as built
             fuse(model)
         model = model.to(memory_format=torch.channels_last)
-    return Classifier(model, weights, args.device, fused, args.img_size, param_count)
+    return Classifier(model, weights, args.device, fused, args.img_size, param_count, untrained, names)
+
+
+def plural(n: int, word: str) -> str:
+    return f'{n} {word}' + ('' if n == 1 else 's')
+
+
+def skipped_line(skipped: List[str]) -> str:
+    """``skipped 2 unreadable files: a.jpg, b.jpg`` (three named, then a count)."""
+    more = f' and {len(skipped) - 3} more' if len(skipped) > 3 else ''
+    return f'skipped {plural(len(skipped), "unreadable file")}: {", ".join(skipped[:3])}{more}'
 
 
 def check_results_file(args: argparse.Namespace) -> None:

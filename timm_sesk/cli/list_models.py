@@ -28,11 +28,14 @@ def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) ->
                     '(see timm_sesk.zoo).',
         epilog=f"examples:\n  {PROG} list 'sk_*'\n  {PROG} list --pretrained --json")
     p.add_argument('filter', nargs='?', default='', help='wildcard filter, e.g. "sk_*"')
-    p.add_argument('--pretrained', action='store_true', help='only models with published pretrained weights')
+    p.add_argument('--pretrained', action='store_true',
+                   help='only models with pretrained weights (graft-only ones, whose tags load a plain ResNet\'s '
+                        'weights with untrained attention, are marked)')
     p.add_argument('--check', action='store_true', help='also build each model and run one forward pass')
     p.add_argument('--json', action='store_true',
                    help='print a JSON list instead of the table, one object per model: model, params_m, gmacs, '
-                        'input_size, reproduces, tags (default first), default_source, and with --check check')
+                        'input_size, reproduces, tags (default first), default_source, graft_only, and with --check '
+                        'check')
     p.set_defaults(func=run)
 
 
@@ -44,12 +47,18 @@ def _short_source(spec: WeightSpec) -> str:
     return f'{url.netloc}/…/{url.path.rpartition("/")[2]}'
 
 
+def _graft_only(facts: ModelFacts) -> bool:
+    """Whether every tag of the model is a graft: a plain network's weights, its SE/SK attention untrained."""
+    return bool(facts.weights) and all(w.is_graft for w in facts.weights)
+
+
 def _weights_cell(facts: ModelFacts) -> str:
     default = facts.default_weights
     if default is None:
         return 'none published'
     more = f' (+{len(facts.weights) - 1} more)' if len(facts.weights) > 1 else ''
-    return f'{default.tag}: {_short_source(default)}{more}'
+    graft = ' (graft only: attention untrained)' if _graft_only(facts) else ''
+    return f'{default.tag}: {_short_source(default)}{more}{graft}'
 
 
 def _check_forward(name: str, input_size: Tuple[int, int, int]) -> Tuple[bool, Tuple[int, ...]]:
@@ -78,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         row = {
             'model': name, 'params_m': facts.params_m, 'gmacs': facts.gmacs, 'input_size': list(facts.input_size),
             'reproduces': facts.reference.replace('`', ''), 'tags': [w.tag for w in facts.weights],
-            'default_source': facts.default_weights.source if facts.default_weights else None}
+            'default_source': facts.default_weights.source if facts.default_weights else None,
+            'graft_only': _graft_only(facts)}
         line = f'{name:{width}s} {facts.params_m:7.2f}M {facts.gmacs:6.2f} {facts.input_size[-1]:5d}  '
         if args.check:
             ok, shape = _check_forward(name, facts.input_size)
@@ -93,4 +103,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f'\n{len(names)} model{"s" if len(names) > 1 else ""}. GMACs count convolutions and linear layers for '
               'one image at the input size.')
+        if any(row['graft_only'] for row in rows):
+            print('Graft only: no trained weights of their own; their tags load a plain ResNet\'s weights with the '
+                  'SE/SK attention untrained (fine-tune before use; README, "Grafted weights").')
     return 1 if failed else 0

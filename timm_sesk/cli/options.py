@@ -8,16 +8,20 @@ import argparse
 import ast
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from torch import nn
 
 import timm_sesk
+from timm_sesk.data import read_label_names
 from timm_sesk.loading import LoadReport
-from timm_sesk.weights import weights_for
+from timm_sesk.weights import EMA_KEYS, weights_for
 from timm_sesk.zoo import did_you_mean
 
 from .errors import EXIT_USAGE, PROG, CliError
+
+# File names a checkpoint usually has (train.py's .pth.tar, safetensors, PyTorch's), for a folder given as one.
+_CHECKPOINT_SUFFIXES = ('.pth.tar', '.pth', '.pt', '.safetensors', '.bin', '.ckpt')
 
 __all__ = [
     'HelpFormatter',
@@ -25,6 +29,8 @@ __all__ = [
     'check_model_name',
     'check_output_file',
     'eval_options',
+    'is_model_folder',
+    'label_names_option',
     'load_model',
     'model_args',
     'model_options',
@@ -33,10 +39,25 @@ __all__ = [
 ]
 
 
+def is_model_folder(name: str) -> bool:
+    """Whether ``-m NAME`` names a folder rather than a zoo model (zoo names come first)."""
+    return name.partition('.')[0] not in timm_sesk.list_models() and Path(name).is_dir()
+
+
 def check_model_name(name: str) -> str:
-    """The architecture of a zoo model name (``arch`` or ``arch.tag``); ``hf-hub:`` ids pass unchecked."""
+    """The architecture of a zoo model name (``arch`` or ``arch.tag``); ``hf-hub:`` ids pass unchecked, and so does
+    a model folder (config.json and weights, as ``export --format hub`` writes it), which is checked to be one."""
     if name.startswith('hf-hub:'):
         return name
+    if is_model_folder(name):
+        folder = Path(name)
+        if (folder / 'config.json').is_file():
+            return name
+        if (folder / 'deploy.json').is_file():
+            raise CliError(f'{name} is an ONNX / OpenVINO export: run it with --runtime openvino (or onnxruntime for '
+                           '--format onnx)', code=EXIT_USAGE)
+        raise CliError(f'{name} is a folder but not a model folder: -m takes a zoo model, hf-hub:ORG/NAME, or a '
+                       f'folder written by `{PROG} export` (config.json and model.safetensors)', code=EXIT_USAGE)
     arch, _, tag = name.partition('.')
     known = timm_sesk.list_models()
     if arch not in known:
@@ -98,15 +119,30 @@ def model_args(args: argparse.Namespace) -> Dict[str, Any]:
     return kwargs
 
 
+def _checkpoint_folder(folder: Path) -> str:
+    """What to say of a folder given as ``--checkpoint``."""
+    if (folder / 'config.json').is_file():
+        return f'--checkpoint {folder} is a model folder: run it with -m {folder}'
+    found = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.endswith(_CHECKPOINT_SUFFIXES))
+    files = f'; its checkpoint files: {", ".join(found[:5])}' if found else ''
+    return f'--checkpoint {folder} is a folder: pass a checkpoint file{files}'
+
+
 def _check_weights_options(args: argparse.Namespace, kwargs: Dict[str, Any]) -> None:
     """Refuse weights options that exclude each other, before any work."""
+    if args.ema is not None and not args.checkpoint:
+        raise CliError(f'--{"" if args.ema else "no-"}ema chooses among the weights of a --checkpoint; none was '
+                       'given', code=EXIT_USAGE)
     if not args.checkpoint:
         return
     if args.no_pretrained:
         raise CliError('--checkpoint and --no-pretrained exclude each other; pass one', code=EXIT_USAGE)
-    if args.model.startswith('hf-hub:'):
+    if args.model.startswith('hf-hub:') or is_model_folder(args.model):
         raise CliError(f'--checkpoint loads into a zoo model: pass its architecture with -m (`{PROG} list` names '
-                       'them), not a Hub id', code=EXIT_USAGE)
+                       f'them), not {"a Hub id" if args.model.startswith("hf-hub:") else "a model folder"}',
+                       code=EXIT_USAGE)
+    if Path(args.checkpoint).is_dir():
+        raise CliError(_checkpoint_folder(Path(args.checkpoint)), code=EXIT_USAGE)
     if not Path(args.checkpoint).is_file():
         raise CliError(f'no such checkpoint file: {args.checkpoint}', code=EXIT_USAGE)
     overlay = kwargs.get('pretrained_cfg_overlay') or {}
@@ -128,7 +164,10 @@ def load_model(args: argparse.Namespace, kwargs: Optional[Dict[str, Any]] = None
     kwargs = model_args(args) if kwargs is None else kwargs
     _check_weights_options(args, kwargs)
     model, report = timm_sesk.load(args.model, pretrained=not args.no_pretrained, checkpoint=args.checkpoint,
-                                   **kwargs)
+                                   ema=bool(args.ema), **kwargs)
+    if args.ema and report.entry not in EMA_KEYS:
+        raise CliError(f'checkpoint {args.checkpoint} holds no EMA weights (only {report.entry or "a state dict"}); '
+                       'drop --ema', code=EXIT_USAGE)
     asked = kwargs.get('num_classes')
     if args.checkpoint and asked is not None and report.num_classes not in (None, asked):
         raise CliError(f'checkpoint {args.checkpoint} has a {report.num_classes}-class head, not {asked}: drop '
@@ -183,8 +222,8 @@ def model_options(positional: bool = False) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group('model')
     group.add_argument('--model', '-m', required=not positional,
-                       help='zoo model, optionally with a pretrained tag (sk_resnet50, se_resnet50.a1_in1k), or '
-                            'hf-hub:ORG/NAME for an exported model')
+                       help='zoo model, optionally with a pretrained tag (sk_resnet50, se_resnet50.a1_in1k), '
+                            'hf-hub:ORG/NAME for an exported model, or the folder of one (export --format hub)')
     # Not an argparse mutually exclusive group: copied through `parents`, it would leave the 'model' section.
     group.add_argument('--no-pretrained', action='store_true', help='random weights instead of the pretrained ones')
     group.add_argument('--checkpoint', metavar='FILE',
@@ -192,6 +231,10 @@ def model_options(positional: bool = False) -> argparse.ArgumentParser:
                             'or a PyTorch or timm train.py checkpoint, read with weights_only=True), in any of the '
                             "layouts timm_sesk.load_weights reads; its head size, and a train.py checkpoint's input "
                             'size, are taken from it')
+    group.add_argument('--ema', action=argparse.BooleanOptionalAction,
+                       help="of a train.py checkpoint holding both, take the EMA weights (state_dict_ema) or not "
+                            "(state_dict); default: not, as timm's validate.py (its --use-ema); the weights taken are "
+                            'named in the output')
     group.add_argument('--num-classes', type=int, metavar='N',
                        help="classes of the head (default: the checkpoint's, else the pretrained weights'; another "
                             'size gets a new random head, as in timm)')
@@ -213,6 +256,32 @@ def eval_options() -> argparse.ArgumentParser:
                        help='run the PyTorch model as built; by default its BatchNorms are folded into the '
                             'convolutions (timm_sesk.fuse) and it runs channels_last: the same outputs within float '
                             'rounding, 1.5-2x faster on a CPU')
+    group.add_argument('--label-names', metavar='FILE',
+                       help="class names of the model's head, one per line in head order (as export --label-names "
+                            "and timm's --class-map text files); default: those the model records (an exported "
+                            "fine-tune's, ImageNet's for an ImageNet head), else class indices")
+    group.add_argument('--skip-unreadable', action='store_true',
+                       help='skip image files that cannot be read (truncated, not an image), naming them in the '
+                            'summary, instead of stopping at the first')
     group.add_argument('--json', action='store_true', help='print the results as JSON instead of text')
     group.add_argument('--results-file', metavar='FILE', help='also write the results as JSON to FILE')
     return parent
+
+
+def label_names_option(path: Optional[str], num_classes: Optional[int] = None) -> Optional[List[str]]:
+    """The names of ``--label-names FILE`` (None if not given), ``num_classes`` of them where that is known."""
+    if not path:
+        return None
+    try:
+        names = read_label_names(path)
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise CliError(f'no such label names file: {path} (--label-names takes a text file, one class name per '
+                       'line)', code=EXIT_USAGE) from e
+    except (UnicodeDecodeError, OSError) as e:
+        raise CliError(f'cannot read label names from {path}: {e}', code=EXIT_USAGE) from e
+    if not names:
+        raise CliError(f'{path} holds no label names (one class name per line)', code=EXIT_USAGE)
+    if num_classes is not None and len(names) != num_classes:
+        raise CliError(f'{path} has {len(names)} label names, but the head has {num_classes} classes: give one name '
+                       'per class, in head order', code=EXIT_USAGE)
+    return names
