@@ -12,6 +12,7 @@ import safetensors.torch
 import timm
 import torch
 from helpers import IMG, randomize_bn, rel_err
+from PIL import Image
 from sources import publish_source
 
 import timm_sesk
@@ -163,3 +164,18 @@ def test_the_command_line_refuses_a_portable_export_without_a_twin_in_one_line(c
                    'is se_resnet18 with se_reduction=16; export it with --layout plugin')
     assert main(['export', '-m', 'se_resnet18', str(tmp_path / 'onnx'), '--format', 'onnx', '--layout', 'plugin']) == 2
     assert '--layout: only for --format hub' in capsys.readouterr().err
+
+
+def test_the_command_line_runs_a_portable_folder_as_the_zoo_model(exports, capsys, tmp_path):
+    """A portable folder holds timm's twin: -m FOLDER runs it as the zoo's model with the folder's labels, so attention
+    finds its SK units (it said the folder had none) and fuse's fast path applies."""
+    folder = exports['sk_resnet18'].folder
+    twin = timm.create_model(f'local-dir:{folder}', pretrained=True)
+    assert timm_sesk.from_timm(twin).pretrained_cfg['label_names'] == LABELS
+    image = tmp_path / 'photo.png'
+    Image.fromarray(torch.randint(0, 256, (IMG, IMG, 3), dtype=torch.uint8).numpy()).save(image)
+    assert main(['attention', '-m', str(folder), str(image), '--out', str(tmp_path / 'att.png')]) == 0
+    assert (tmp_path / 'att.png').stat().st_size > 0
+    capsys.readouterr()
+    assert main(['predict', '-m', str(folder), '--json', str(image)]) == 0
+    assert {t['label'] for t in json.loads(capsys.readouterr().out)['predictions'][0]['top']} <= set(LABELS)

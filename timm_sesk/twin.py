@@ -26,12 +26,14 @@ from timm_sesk.loading import data_fields, describe_weights, load_weights
 from timm_sesk.models import ARCHS, SeskResNet
 from timm_sesk.weights import REFERENCES, convert_state_dict, fit
 
-__all__ = ['TOLERANCE', 'NoTwinError', 'Twin', 'from_timm', 'to_timm', 'twin_of', 'twins']
+__all__ = ['TOLERANCE', 'NoTwinError', 'Twin', 'from_timm', 'is_twin', 'to_timm', 'twin_of', 'twins']
 
 # An export's twin is held to the equivalence tests' bound: equal logits within fp32 rounding, relative to the largest.
 TOLERANCE = 1e-5
 # Arguments that mean the same to the twin: passed on to it where its constructor takes them.
 _PASSED = ('num_classes', 'in_chans', 'global_pool', 'output_stride', 'drop_rate', 'drop_path_rate', 'drop_block_rate')
+# A head's class names, which go where the head goes.
+_LABEL_FIELDS = ('label_names', 'label_descriptions')
 # Arguments that decide how a model is initialised, placed or trained, not what it computes once it holds weights.
 _IRRELEVANT = ('zero_init_last', 'sk_memory_efficient', 'device', 'dtype')
 
@@ -57,6 +59,12 @@ class Twin:
 def twins() -> Dict[str, str]:
     """Our architecture -> timm's built-in twin at its default knobs, for every architecture that has one."""
     return {arch: ref.name for arch, ref in REFERENCES.items() if ref.registered}
+
+
+def is_twin(module: nn.Module) -> bool:
+    """Whether a module is timm's built-in twin of one of the zoo's architectures (e.g. a portable export as timm
+    loads it), which ``from_timm`` turns into the zoo's model."""
+    return (getattr(module, 'pretrained_cfg', None) or {}).get('architecture') in twins().values()
 
 
 def _show(value: Any) -> str:
@@ -177,4 +185,6 @@ def from_timm(module: nn.Module, **kwargs: Any) -> nn.Module:
     stem = module.get_submodule(module.pretrained_cfg['first_conv'])
     model = timm.create_model(arch, **{'num_classes': module.num_classes, 'in_chans': stem.in_channels, **kwargs})
     load_weights(model, module)
+    # The head is the module's: so are the names of its classes (a portable export's label_names).
+    model.pretrained_cfg.update({k: module.pretrained_cfg[k] for k in _LABEL_FIELDS if k in module.pretrained_cfg})
     return model.train(module.training)

@@ -168,6 +168,8 @@ def load_model(args: argparse.Namespace, kwargs: Optional[Dict[str, Any]] = None
     if args.ema and report.entry not in EMA_KEYS:
         raise CliError(f'checkpoint {args.checkpoint} holds no EMA weights (only {report.entry or "a state dict"}); '
                        'drop --ema', code=EXIT_USAGE)
+    if timm_sesk.twin.is_twin(model):  # a portable export: run it as the zoo's model (fuse, attention taps)
+        model = timm_sesk.from_timm(model)
     asked = kwargs.get('num_classes')
     if args.checkpoint and asked is not None and report.num_classes not in (None, asked):
         raise CliError(f'checkpoint {args.checkpoint} has a {report.num_classes}-class head, not {asked}: drop '
