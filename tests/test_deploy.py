@@ -92,6 +92,8 @@ def test_onnx_graph_is_the_fused_model_with_named_dynamic_io(exported):
     assert meta['opset'] >= 18
     ops = {node.op_type for node in graph.node}
     assert 'Conv' in ops and 'BatchNormalization' not in ops  # fuse() folded every BatchNorm
+    # The SK units' export form: no softmax, gather or reshape in the fuse, no Where (torch.lerp's export) in the select
+    assert not ops & {'Softmax', 'Gather', 'Squeeze', 'Unsqueeze', 'Where', 'Transpose'}
 
 
 def test_export_does_not_touch_the_model_and_records_what_predict_needs(exported):

@@ -1,15 +1,16 @@
 """Every fast path computes the published network's function: NCHW and channels_last, ``timm_sesk.fuse``,
-torch.compile, and the memory-efficient (recomputing) SK training path."""
+torch.compile, the memory-efficient (recomputing) SK training path, and the SK units' export form."""
 import copy
 
 import pytest
 import timm
 import torch
-from helpers import IMG, randomize_bn, rel_err
+from helpers import IMG, randomize_bn, randomize_params, rel_err
 from timm.layers import freeze_batch_norm_2d
 
 import timm_sesk
 from timm_sesk.layers import SelectiveKernel
+from timm_sesk.layers.sk_export import SelectiveKernelExport, export_form
 from timm_sesk.weights import REFERENCES, convert_state_dict, create_reference
 
 TOL = 1e-5
@@ -57,6 +58,40 @@ def test_fuse_matches_the_reference(arch):
             assert rel_err(fused.to(memory_format=layout)(x), reference(x)) < TOL
     with pytest.raises(RuntimeError, match='fused for inference'):
         fused.train()
+
+
+@pytest.mark.parametrize('arch, kwargs', [
+    ('sk_resnet18', {}),  # split input, groups 1
+    ('sk_resnet26', {}),  # SKNet unit: whole input, groups 32
+    ('sk_resnet26', {'sk_paths': 3}),  # three paths: a softmax, not the two-path sigmoid
+])
+@pytest.mark.parametrize('fused, quantizable', [(True, False), (False, False), (True, True)])
+def test_export_form_matches_the_model(arch, kwargs, fused, quantizable):
+    torch.manual_seed(0)
+    model = randomize_bn(timm.create_model(arch, **kwargs)).eval()
+    units = sum(isinstance(m, SelectiveKernel) for m in model.modules())
+    form = copy.deepcopy(model)
+    form = export_form(timm_sesk.fuse(form) if fused else form, quantizable)
+    assert not any(isinstance(m, SelectiveKernel) for m in form.modules())
+    assert sum(isinstance(m, SelectiveKernelExport) for m in form.modules()) == units > 0
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = _x().to(memory_format=layout)
+        with torch.no_grad():
+            assert rel_err(form.to(memory_format=layout)(x), model(x)) < TOL
+
+
+@pytest.mark.parametrize('quantizable', [False, True])
+def test_export_form_is_exact_where_the_selection_saturates(quantizable):
+    # Logit differences of hundreds: the weights are 0 and 1 to fp32, which the form's exp(l1 - l2) must survive.
+    torch.manual_seed(0)
+    unit = randomize_params(SelectiveKernel(32, 32, groups=4, min_attn_channels=8)).eval()
+    unit.attn.fc_select.weight.data *= 100
+    x = torch.randn(2, 32, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        weights = unit.attn(unit.split(x))[:, 0]
+        assert (weights == 1).any() and (weights < 1e-30).any()
+        actual = export_form(unit, quantizable)(x)
+        assert torch.isfinite(actual).all() and rel_err(actual, unit(x)) < TOL
 
 
 def test_fuse_applies_to_a_features_only_backbone():

@@ -3,8 +3,9 @@
 ``export(model, out_dir, format='onnx' | 'openvino')`` writes a folder holding
 
 - ``model.onnx`` (``torch.onnx.export(dynamo=True)``, opset 18) or ``model.xml`` + ``model.bin`` (OpenVINO IR),
-  computed from the model after ``timm_sesk.fuse`` (BatchNorm folded away), with a dynamic batch dimension, input
-  ``input`` (N x 3 x H x W, float32, normalised as the data config says) and output ``logits``;
+  computed from the model after ``timm_sesk.fuse`` (BatchNorm folded away) with its SK units in their export form
+  (``timm_sesk.layers.sk_export``: the same function, as the graph the runtimes run fastest), with a dynamic batch
+  dimension, input ``input`` (N x 3 x H x W, float32, normalised as the data config says) and output ``logits``;
 - ``data_config.json``: timm's data config of the model (``resolve_model_data_config``), i.e. the preprocessing the
   exported model expects: ``timm.data.create_transform(**json.load(f))`` rebuilds the eval transform;
 - ``deploy.json``: what the loader needs (format, head size, the model's pretrained config for labels and
@@ -35,6 +36,7 @@ from timm_sesk.data import even_indices, image_files, read_image
 from timm_sesk.errors import ExportCheckError, InvalidInputError, UnsupportedPrecisionError
 from timm_sesk.extras import require
 from timm_sesk.fuse import fuse
+from timm_sesk.layers.sk_export import export_form
 from timm_sesk.version import __version__
 
 __all__ = [
@@ -166,8 +168,8 @@ def export(
 ) -> Dict[str, Any]:
     """Export a model for ONNX Runtime or OpenVINO, check it against PyTorch, and write the deployment folder.
 
-    The model is copied and fused (``timm_sesk.fuse``) before export; the original is left as it is and is the
-    reference of the check.
+    The model is copied, fused (``timm_sesk.fuse``) and its SK units swapped for their export form
+    (``timm_sesk.layers.sk_export``) before export; the original is left as it is and is the reference of the check.
 
     Args:
         model: A timm_sesk model (any timm classifier works) with its weights.
@@ -204,7 +206,7 @@ def export(
             raise ValueError(f'{len(label_names)} label names for a head of {model.num_classes} classes')
         pretrained_cfg['label_names'] = list(label_names)
     example = torch.randn(check_batch, *config['input_size'], generator=torch.Generator().manual_seed(0))
-    fused = fuse(copy.deepcopy(model))
+    fused = export_form(fuse(copy.deepcopy(model)), quantizable=int8_calibration is not None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if format == 'onnx':

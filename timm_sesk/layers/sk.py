@@ -39,7 +39,15 @@ from .conv_bn_act import (
 )
 from .tap import AttentionTap
 
-__all__ = ['SelectiveKernel', 'SelectiveKernelAttn', 'freeze_sk_attn_norm', 'sk_attn_channels', 'sk_path_kernels']
+__all__ = [
+    'SelectiveKernel',
+    'SelectiveKernelAttn',
+    'freeze_sk_attn_norm',
+    'path_inputs',
+    'sk_attn_channels',
+    'sk_path_kernels',
+    'weighted_sum',
+]
 
 
 def sk_attn_channels(channels: int, reduction: int = 16, min_channels: int = 32) -> int:
@@ -52,6 +60,24 @@ def sk_path_kernels(num_paths: int, dilation: int = 1, keep_3x3: bool = True) ->
     if keep_3x3:
         return [(3, dilation * (i + 1)) for i in range(num_paths)]
     return [(2 * i + 3, dilation) for i in range(num_paths)]
+
+
+def path_inputs(x: torch.Tensor, num_paths: int, split_channels: int = 0) -> List[torch.Tensor]:
+    """The input of each path: consecutive slices of ``split_channels`` channels, or (0) ``x`` itself for every path.
+
+    The slice width is a Python int, not read from ``x``'s shape, so that torch.fx can trace the split.
+    """
+    if split_channels:
+        return torch.split(x, split_channels, dim=1)
+    return [x] * num_paths
+
+
+def weighted_sum(paths: List[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    """``sum_m weights[:, m] * paths[m]``, without a stacked ``B x M x C x H x W`` tensor."""
+    out = paths[0] * weights[:, 0]
+    for i in range(1, len(paths)):
+        out = out + paths[i] * weights[:, i]
+    return out
 
 
 _BATCH_OF_ONE = (
@@ -209,6 +235,7 @@ class SelectiveKernel(nn.Module):
         self.out_channels = out_channels
         self.num_paths = num_paths
         self.split_input = split_input
+        self.split_channels = path_in if split_input else 0
         self.paths = nn.ModuleList([
             ConvBnAct(
                 path_in, out_channels, kernel_size=k, stride=stride, dilation=d, groups=groups,
@@ -225,14 +252,9 @@ class SelectiveKernel(nn.Module):
             **dd,
         )
 
-    def _path_inputs(self, x: torch.Tensor) -> List[torch.Tensor]:
-        if self.split_input:
-            return torch.split(x, self.in_channels // self.num_paths, dim=1)
-        return [x] * self.num_paths
-
     def split(self, x: torch.Tensor) -> List[torch.Tensor]:
         """Path outputs U_1..U_M."""
-        inputs = self._path_inputs(x)
+        inputs = path_inputs(x, self.num_paths, self.split_channels)
         return [path(inputs[i]) for i, path in enumerate(self.paths)]
 
     def select(self, paths: List[torch.Tensor]) -> torch.Tensor:
@@ -240,10 +262,7 @@ class SelectiveKernel(nn.Module):
         weights = self.attn(paths)[:, :, :, None, None]
         if self.num_paths == 2:
             return torch.lerp(paths[1], paths[0], weights[:, 0])  # U_2 + a_1 (U_1 - U_2), one pass
-        out = paths[0] * weights[:, 0]
-        for i in range(1, self.num_paths):
-            out = out + paths[i] * weights[:, i]
-        return out
+        return weighted_sum(paths, weights)
 
     def _select_after_convs(self, *convs: torch.Tensor) -> torch.Tensor:
         return self.select([path.after_conv(c) for path, c in zip(self.paths, convs)])
@@ -261,7 +280,7 @@ class SelectiveKernel(nn.Module):
 
     @torch.jit.unused
     def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
-        inputs = self._path_inputs(x)
+        inputs = path_inputs(x, self.num_paths, self.split_channels)
         convs = [path.conv(inputs[i]) for i, path in enumerate(self.paths)]
         return checkpoint(
             self._select_after_convs, *convs, use_reentrant=False,
