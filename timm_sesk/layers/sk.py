@@ -11,6 +11,8 @@ How it is computed:
   training, so forward hooks and torch.fx see what they see in timm's ``SelectiveKernel``.
 * No ``B x M x C x H x W`` stack is formed: s is the sum of the paths' GAPs, and for M = 2 the weighted sum
   V = U_2 + a_1 (U_1 - U_2) is one ``lerp``, which keeps the memory layout (channels_last stays channels_last).
+* Exports (``timm_sesk.deploy.export``) compute the same function in another form, the graph ONNX Runtime and
+  OpenVINO run fastest (``sk_export.SelectiveKernelExport``); the model itself keeps this one.
 * On request (``memory_efficient=True``), in training everything after the paths' convolutions (their norms and
   activations, the attention and the select) is checkpointed: only the convolution outputs are kept for backward and
   the rest is recomputed, which saves two activations per unit for a few elementwise passes. Norms do not update
