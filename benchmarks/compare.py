@@ -127,10 +127,10 @@ def time_inference(variants: List[Variant], batch: int, size: int, device: str, 
     return results
 
 
-def interleaved_medians(calls: Dict[str, Callable[[], object]], runs: int, warmup: int, desc: str = 'timing',
-                        sync: Callable[[], None] = lambda: None) -> Dict[str, float]:
-    """Median seconds of each call, timed interleaved (A B C A B C ...) so that load on a shared machine hits every
-    call alike.
+def interleaved_times(calls: Dict[str, Callable[[], object]], runs: int, warmup: int, desc: str = 'timing',
+                      sync: Callable[[], None] = lambda: None, pause: float = 0.0) -> Dict[str, List[float]]:
+    """Seconds of each run of each call, timed interleaved (A B C A B C ...) so that load on a shared machine hits
+    every call alike.
 
     Args:
         calls: Name to a function running one timed unit of work (a forward pass).
@@ -138,6 +138,8 @@ def interleaved_medians(calls: Dict[str, Callable[[], object]], runs: int, warmu
         warmup: Untimed calls of each before timing.
         desc: Progress bar label.
         sync: Run after each call, inside its timing (``torch.cuda.synchronize`` on a GPU).
+        pause: Idle seconds before each timed call, outside its timing: runtimes' worker threads spin for a while
+            after their work (ONNX Runtime's and OpenMP's by default), which another runtime's call would pay for.
     """
     for call in calls.values():
         for _ in range(warmup):
@@ -146,10 +148,18 @@ def interleaved_medians(calls: Dict[str, Callable[[], object]], runs: int, warmu
     times: Dict[str, List[float]] = {name: [] for name in calls}
     for _ in tqdm(range(runs), desc=desc, leave=False, file=sys.stderr):
         for name, call in calls.items():
+            time.sleep(pause)
             start = time.perf_counter()
             call()
             sync()
             times[name].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_medians(calls: Dict[str, Callable[[], object]], runs: int, warmup: int, desc: str = 'timing',
+                        sync: Callable[[], None] = lambda: None, pause: float = 0.0) -> Dict[str, float]:
+    """Median seconds of each call, timed interleaved (``interleaved_times``)."""
+    times = interleaved_times(calls, runs, warmup, desc, sync, pause)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

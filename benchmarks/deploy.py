@@ -7,13 +7,14 @@ For each model and batch size it builds timm's twin of the network and ours with
 ``benchmarks.compare`` does), exports ours with ``timm_sesk.deploy.export`` (ONNX; OpenVINO IR made by OpenVINO's
 PyTorch frontend and, for comparison, converted from the ONNX file; int8 IR quantized by NNCF on training images), and
 checks every path against PyTorch f32 on a random batch before timing anything: f32 paths must be within 1e-4
-(relative), bf16/int8 report their error. Then all paths are timed interleaved in one process (A B C A B C ...;
-medians), PyTorch ones in NCHW and channels_last, reported in their best layout.
+(relative), bf16/int8 report their error. Then all paths are timed interleaved in one process (A B C A B C ..., each
+call after 50 ms idle; medians), PyTorch ones in NCHW and channels_last, reported in their best layout.
 
 SK against its plain twin (``--twins``): for each model, ours and timm's plain network of the same trunk
 (``resnext50_32x4d`` for ``sk_resnet50``), random weights with BatchNorm statistics randomised alike, both exported with
-``timm_sesk.deploy.export`` and run by the same runtime paths, timed interleaved: the cost of the SK units in each
-runtime; for the first model also ours exported with its SK units as ``timm_sesk.fuse`` leaves them (the export before
+``timm_sesk.deploy.export`` and run by the same runtime paths, timed interleaved (medians, and the ratio of the
+fastest runs, which a shared machine's load disturbs least): the cost of the SK units in each runtime; for the first
+model also ours exported with its SK units as ``timm_sesk.fuse`` leaves them (the export before
 ``timm_sesk.layers.sk_export``). ``--profile`` then puts their per-op times side by side (OpenVINO f32 and bf16
 performance counters, ONNX Runtime's profiler) with the floor that the SK paths' convolutions set.
 
@@ -28,6 +29,7 @@ import argparse
 import contextlib
 import datetime
 import os
+import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -43,10 +45,21 @@ from timm_sesk import deploy
 from timm_sesk.data import even_indices, image_folder, read_image
 from timm_sesk.weights import REFERENCES, Checkpoint
 
-from .compare import PLAIN_TWINS, _randomize_bn, build_variants, check_outputs, interleaved_medians, machine
+from .compare import (
+    PLAIN_TWINS,
+    _randomize_bn,
+    build_variants,
+    check_outputs,
+    interleaved_medians,
+    interleaved_times,
+    machine,
+)
 
 DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'cifar10-jpeg'
 LAYOUTS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
+# Idle seconds before each timed call: torch, ONNX Runtime and OpenVINO run their own thread pools, whose threads
+# spin for a while after their work; interleaved, one runtime's call would otherwise pay for the previous one's.
+PAUSE = 0.05
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,7 @@ def speed_tables(arch: str, batches: Sequence[int], threads: int, runs: int, war
         x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
         for name, runtime in runtimes.items():
             calls[name] = (lambda r=runtime, x=x: r.run(x))
-        medians = interleaved_medians(calls, runs, warmup, f'{arch} batch {batch}')
+        medians = interleaved_medians(calls, runs, warmup, f'{arch} batch {batch}', pause=PAUSE)
         best: Dict[str, Tuple[str, float]] = {}
         for key, seconds in medians.items():
             name, _, layout = key.partition('@')
@@ -226,14 +239,15 @@ def twin_tables(arch: str, batches: Sequence[int], threads: int, runs: int, warm
         calls = {f'{path} | {name}': (lambda r=runtimes[name][path], x=x: r.run(x))
                  for path in runtimes[arch] for name in runtimes}  # each path's models run side by side
         load = ' '.join(f'{v:.2f}' for v in os.getloadavg())
-        medians = interleaved_medians(calls, runs, warmup, f'{arch} vs {plain}, batch {batch}')
+        times = interleaved_times(calls, runs, warmup, f'{arch} vs {plain}, batch {batch}', pause=PAUSE)
         for path in runtimes[arch]:
-            ms = {name: medians[f'{path} | {name}'] for name in runtimes}
-            rows.append([path, str(batch), f'{ms[arch] * 1000:.1f}', f'{ms[plain] * 1000:.1f}',
-                         f'**{ms[arch] / ms[plain]:.2f}**',
-                         *([f'{ms["fuse"] / ms[plain]:.2f}'] if fuse_form else []),
+            median = {name: statistics.median(times[f'{path} | {name}']) for name in runtimes}
+            fastest = {name: min(times[f'{path} | {name}']) for name in runtimes}
+            rows.append([path, str(batch), f'{median[arch] * 1000:.1f}', f'{median[plain] * 1000:.1f}',
+                         f'**{median[arch] / median[plain]:.2f}**', f'{fastest[arch] / fastest[plain]:.2f}',
+                         *([f'{median["fuse"] / median[plain]:.2f}'] if fuse_form else []),
                          f'{errors[arch][path]:.1e} / {errors[plain][path]:.1e}', load])
-    header = ['path', 'batch', f'{arch} ms', f'{plain} ms', 'SK / plain',
+    header = ['path', 'batch', f'{arch} ms', f'{plain} ms', 'SK / plain', 'SK / plain, fastest runs',
               *(['SK in its fuse() form / plain'] if fuse_form else []),
               'max rel. error vs PyTorch f32', 'load average before (1, 5, 15 min)']
     return [f'### {arch} vs {plain}: {size} px, {threads} threads, median of {runs} interleaved runs', '',
