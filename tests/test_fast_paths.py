@@ -80,11 +80,12 @@ def test_export_form_matches_the_model(arch, kwargs, fused, quantizable):
             assert rel_err(form.to(memory_format=layout)(x), model(x)) < TOL
 
 
-@pytest.mark.parametrize('quantizable', [False, True])
-def test_export_form_is_exact_where_the_selection_saturates(quantizable):
-    # Logit differences of hundreds: the weights are 0 and 1 to fp32, which the form's exp(l1 - l2) must survive.
+@pytest.mark.parametrize('num_paths, quantizable', [(2, False), (2, True), (3, False)])
+def test_export_form_is_exact_where_the_selection_saturates(num_paths, quantizable):
+    # Logit differences of hundreds: the weights are 0 and 1 to fp32, which the form's exp(l1 - l2) must survive
+    # (unclamped, it overflowed to inf and inf / inf gave NaN); the sigmoid and the softmax over 3 paths too.
     torch.manual_seed(0)
-    unit = randomize_params(SelectiveKernel(32, 32, groups=4, min_attn_channels=8)).eval()
+    unit = randomize_params(SelectiveKernel(32, 32, num_paths=num_paths, groups=4, min_attn_channels=8)).eval()
     unit.attn.fc_select.weight.data *= 100
     x = torch.randn(2, 32, 8, 8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
