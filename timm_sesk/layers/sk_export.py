@@ -25,8 +25,10 @@ from .sk import SelectiveKernel, path_inputs, weighted_sum
 
 __all__ = ['SelectiveKernelExport', 'export_form']
 
-# Logits l1 - l2 are clamped here before exp: r stays finite (and r U1 for |U1| < 1e29), and sigmoid(20) is 1 to
-# within 2e-9, below fp32's resolution of 1.
+# Logits l1 - l2 are clamped here before exp: r stays finite (and r U1 for |U1| < 1e29) in f32 and bf16, and
+# sigmoid(20) is 1 to within 2e-9, below fp32's resolution of 1, so the form stays exact where the selection
+# saturates (unclamped, exp overflowed past 88 and inf / inf gave NaN). OpenVINO fuses the clamp into the Exp, on
+# B x C x 1 x 1; the full-resolution chain stays one pass. (f16, which the CPU loader does not offer, would overflow.)
 _LOGIT_LIMIT = 20.0
 
 
