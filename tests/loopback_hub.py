@@ -6,11 +6,16 @@ or ``EntryNotFound`` as the Hub does. Plain files for URL weight sources are ser
 ``HfApi.create_repo`` and ``upload_folder`` it implements the repo-creation, YAML-validation, preupload and commit
 endpoints, with every file uploaded in the "regular" (inline, base64) mode.
 
+Network faults, one at a time (``with hub.faulty(Fault(...))``), on the file requests (HEAD and GET of Hub files and
+plain files): ``stall`` (accept and never answer, or stop mid-body), ``cut`` (close the connection mid-body),
+``drip`` (send the body a byte at a time, slowly) and ``lie`` (announce another Content-Length, or send other bytes).
+
 ``huggingface_hub`` reads ``HF_ENDPOINT`` and ``HF_HUB_CACHE`` when it is imported, so ``start_session_hub`` must run
 before anything imports it (timm does, on import).
 """
 import atexit
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -18,13 +23,37 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 from urllib.parse import unquote
 
 # Given a repo id and filename the Hub does not have yet, return its bytes (publishing on demand), or None.
 Provider = Callable[[str, str], Optional[bytes]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How the server misbehaves on file requests.
+
+    Attributes:
+        kind: ``stall`` (send ``at`` of the body, then nothing: at 0 not even a status line), ``cut`` (send ``at`` of
+            the body, then close), ``drip`` (one byte every ``interval`` seconds), ``lie`` (announce ``length``
+            instead of the true Content-Length, and/or send ``data`` instead of the file).
+        at: The fraction of the body sent before a stall or cut.
+        interval: Seconds between a drip's bytes.
+        length: The Content-Length a lie announces.
+        data: The bytes a lie sends.
+        methods: The request methods it applies to (``('GET',)``: the Hub answers HEAD and fails the download).
+    """
+
+    kind: str
+    at: float = 0.0
+    interval: float = 0.1
+    length: Optional[int] = None
+    data: Optional[bytes] = None
+    methods: Tuple[str, ...] = ('HEAD', 'GET')
 
 
 class LoopbackHub:
@@ -35,6 +64,8 @@ class LoopbackHub:
         self.requests: List[Tuple[str, str]] = []
         self.delay = 0.0  # seconds to stall each file body, to make concurrent downloads overlap
         self.provider: Optional[Provider] = None
+        self.fault: Optional[Fault] = None
+        self._released = threading.Event()  # ends every stall and drip (a fault's end, the server's stop)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(('127.0.0.1', 0), self._handler())
         self._server.daemon_threads = True
@@ -43,8 +74,20 @@ class LoopbackHub:
         self._thread.start()
 
     def stop(self) -> None:
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
+
+    @contextlib.contextmanager
+    def faulty(self, fault: Fault) -> Iterator[Fault]:
+        """Misbehave as ``fault`` says inside the block; stalled and dripping answers end with it."""
+        self._released.clear()
+        self.fault = fault
+        try:
+            yield fault
+        finally:
+            self.fault = None
+            self._released.set()
 
     def repo_dir(self, repo_id: str) -> Path:
         return self.root / 'repos' / repo_id
@@ -150,17 +193,43 @@ class LoopbackHub:
                 range_header = self.headers.get('Range', '')
                 if range_header.startswith('bytes=') and range_header[6:].split('-')[0].isdigit():
                     start = int(range_header[6:].split('-')[0])
+                fault = hub.fault if hub.fault is not None and self.command in hub.fault.methods else None
+                if fault is not None and fault.kind == 'stall' and fault.at == 0:
+                    hub._released.wait(60)  # accepted, never answered
+                    self.close_connection = True
+                    return
+                body = fault.data if fault is not None and fault.data is not None else data[start:]
                 self.send_response(206 if start else 200)
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.send_header('ETag', f'"{hashlib.sha256(data).hexdigest()}"')
-                self.send_header('Content-Length', str(len(data) - start))
+                length = fault.length if fault is not None and fault.length is not None else len(body)
+                self.send_header('Content-Length', str(length))
                 self.send_header('Content-Type', 'application/octet-stream')
                 self.end_headers()
                 if with_body:
                     if hub.delay:
                         time.sleep(hub.delay)
-                    self.wfile.write(data[start:])
+                    self._send(body, fault)
+
+            def _send(self, body: bytes, fault: Optional[Fault]) -> None:
+                try:
+                    if fault is None or fault.kind == 'lie':
+                        self.wfile.write(body)
+                    elif fault.kind == 'drip':
+                        for i in range(len(body)):
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                            if hub._released.wait(fault.interval):
+                                break
+                    else:  # stall or cut, after part of the body
+                        self.wfile.write(body[:int(len(body) * fault.at)])
+                        self.wfile.flush()
+                        if fault.kind == 'stall':
+                            hub._released.wait(60)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up
+                    pass
+                self.close_connection = True
 
             def do_HEAD(self):
                 self._respond(with_body=False)

@@ -114,15 +114,16 @@ def test_manifest_pin_accepts_the_genuine_file(hub, monkeypatch):
         assert rel_err(model(_x()), source(_x())) < 1e-5
 
 
-def test_corrupt_url_download_is_a_clear_error_naming_the_cached_file(hub):
+def test_a_url_file_that_is_no_checkpoint_is_refused_before_it_is_cached(hub):
+    # The server sends it whole (as long as it announces), but it is half a checkpoint: once cached, every later load
+    # would fail until the file was deleted by hand. Unpinned, it must read as a checkpoint to be cached.
     data = _checkpoint_bytes(source_network(SPECS['se_resnet18_orig.in1k'], seed=9))
     url = hub.publish_url('seresnet18-truncated.pth', data[: len(data) // 2])
-    cached = plumbing.url_cache_path(url)
     with pytest.raises(PretrainedWeightsError) as err:
         timm.create_model('se_resnet18_orig', pretrained=True, pretrained_cfg_overlay=dict(url=url))
-    message = str(err.value)
-    assert f'{cached} is not a readable checkpoint (it is truncated or corrupt)' in message
-    assert 'Delete it and load again' in message
+    assert f'{url} sent a file that is not a readable checkpoint (it is truncated or corrupt). It was discarded, ' \
+           'nothing was cached or loaded' in str(err.value)
+    assert _files_in(os.path.dirname(plumbing.url_cache_path(url))) == []
 
 
 def test_failed_url_download_names_the_fix(hub):

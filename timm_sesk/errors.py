@@ -19,6 +19,7 @@ __all__ = [
     'NoTwinError',
     'NotGraftableError',
     'PretrainedWeightsError',
+    'StorageError',
     'UnsupportedPrecisionError',
     'WeightsMismatchError',
 ]
@@ -104,6 +105,24 @@ class ImageFolderError(ValueError):
 
 class ExportCheckError(RuntimeError):
     """The exported model does not compute the PyTorch model's logits within the tolerance."""
+
+
+class StorageError(OSError):
+    """A file or folder cannot be written: the disk is full, the file system read-only, the path not writable, or a
+    file stands where a folder should be. Nothing half-written is left behind.
+
+    Attributes:
+        errno: The operating system's error number.
+        filename: The path.
+    """
+
+    def __init__(self, message: str, errno: Optional[int] = None, filename: Any = None):
+        super().__init__(message)
+        self.errno = errno
+        self.filename = filename
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno N] strerror: 'filename'"
+        return str(self.args[0])
 
 
 class UnsupportedPrecisionError(ValueError):

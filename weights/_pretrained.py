@@ -9,14 +9,20 @@ the weights and the fix. Private: not part of the API.
    timeout.)
 2. Every other source (Hub, file, state dict, local folder) stays with timm's loader; huggingface_hub downloads Hub
    files, falls back to its cache where the Hub cannot be reached, and raises typed errors.
-3. ``explained`` turns failures into one ``PretrainedWeightsError`` naming the weights and the fix. They are told
-   apart by exception type, and a checkpoint that cannot be read by reading the local file again ourselves, never by
-   the wording of torch's or timm's messages.
+3. ``explained`` turns failures into one ``PretrainedWeightsError`` naming the weights and the fix (or a
+   ``StorageError`` where the disk refused to write). They are told apart by exception type, and a checkpoint that
+   cannot be read by reading the local file again ourselves, never by the wording of torch's or timm's messages.
 
 URL cache: ``<torch.hub.get_dir()>/checkpoints/timm_sesk/<16 hex digits of the URL's sha256>/<file name>``, or the same
 below ``cache_dir`` when one is given: a folder per URL, so that two URLs ending in the same name never share a file.
-A file is put there only once it has downloaded whole and, where pinned, matched its pin; a file found there is used
-as is.
+A download streams into a partial file of its own beside it (``.part-<uuid>-<file name>``). It takes its place in the
+cache only once it has arrived whole (as long as the server announced) and matched its pin, or, where it has none, read
+as a checkpoint; else it is discarded. A file found there is used as is. Partial files of killed downloads are removed
+by later downloads once untouched for a day (``timm_sesk.files.STALE_AFTER``): no live download leaves its file that
+long.
+
+Time limits: a download fails when the server does not connect, answer or send 1 KiB within
+``TIMM_SESK_DOWNLOAD_TIMEOUT`` seconds (default 15; read when a download starts).
 
 Pins come only from the manifest (``WeightSpec.hash_prefix``), for the tag's own URL. A URL passed in
 ``pretrained_cfg_overlay`` is not pinned, whatever its name looks like: ``-<hex>.`` is a sha256 prefix only where its
@@ -24,18 +30,22 @@ publisher says so. It must still be a tensors-only checkpoint that fits the mode
 check its sha256 and pass ``pretrained_cfg_overlay=dict(file=...)``.
 """
 import contextlib
+import glob
 import hashlib
 import http.client
 import os
 import pickletools
+import sys
+import time
 import urllib.request
 import uuid
 import zipfile
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 
 import torch
+from huggingface_hub import constants as hub_constants
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -48,15 +58,77 @@ from huggingface_hub.errors import (
 from timm.models import load_state_dict
 
 from timm_sesk.errors import PretrainedWeightsError
+from timm_sesk.files import not_a_file, remove_stale, storage_error, storage_errors
 
 from .manifest import WEIGHTS, WeightSpec
 
-__all__ = ['explained', 'fetch_url', 'find_spec', 'pretrained_source', 'sha256_file', 'url_cache_path']
+__all__ = ['describe_network_error', 'download_timeout', 'explained', 'fetch_url', 'find_spec', 'network_errors',
+           'pretrained_source', 'sha256_file', 'url_cache_path']
 
 # The cached Hub files that may be the checkpoint timm read, looked at when a load fails (not config.json, README).
 _CHECKPOINT_SUFFIXES = ('.safetensors', '.bin', '.pth', '.pt', '.tar', '.ckpt')
 _PICKLED_GLOBALS = ('GLOBAL', 'INST', 'STACK_GLOBAL')  # the pickle opcodes that name a Python object to construct
 _BLOCK = 1 << 20
+_PARTIAL = '.part-'  # a download on its way: <URL folder>/.part-<uuid>-<file name>
+TIMEOUT_SETTING, DEFAULT_TIMEOUT = 'TIMM_SESK_DOWNLOAD_TIMEOUT', 15.0
+_MIN_BYTES = 1024  # a download that receives less in a timeout's time has stalled (a server dripping bytes)
+
+
+def download_timeout() -> float:
+    """Seconds a download waits for the server to connect, answer or send more (``TIMM_SESK_DOWNLOAD_TIMEOUT``)."""
+    raw = os.environ.get(TIMEOUT_SETTING, '').strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        timeout = float(raw)
+    except ValueError:
+        timeout = -1.0
+    if not timeout > 0:
+        raise PretrainedWeightsError(f'{TIMEOUT_SETTING} must be a number of seconds above 0, got {raw!r}')
+    return timeout
+
+
+def _client_errors(httpx_name: str, requests_names: Tuple[str, ...]) -> List[type]:
+    """Exception types of the HTTP clients huggingface_hub uses, where imported: httpx2 or httpx (huggingface_hub 1
+    and later), requests (0.x)."""
+    kinds = [getattr(sys.modules[name], httpx_name) for name in ('httpx2', 'httpx') if name in sys.modules]
+    if 'requests' in sys.modules:
+        kinds += [getattr(sys.modules['requests'].exceptions, name) for name in requests_names]
+    return kinds
+
+
+def network_errors() -> Tuple[type, ...]:
+    """The exception types of a network fault (unreachable, refused, timed out, broken off): the standard library's
+    and huggingface_hub's HTTP client's. Not the Hub's answers (``HfHubHTTPError``)."""
+    return (ConnectionError, TimeoutError, http.client.HTTPException, URLError,
+            *_client_errors('TransportError', ('ConnectionError', 'Timeout', 'ChunkedEncodingError')))
+
+
+def describe_network_error(error: BaseException, timeout: Optional[float] = None) -> str:
+    """What a network fault was: ``no answer within 15 s (TIMM_SESK_DOWNLOAD_TIMEOUT)`` for a timeout of ours, else
+    its type and the operating system's reason where one lies beneath it (``ConnectError: [Errno 111] Connection
+    refused``), or its first line."""
+    reason = error.reason if isinstance(error, URLError) and isinstance(error.reason, BaseException) else error
+    if timeout is not None and isinstance(reason, (TimeoutError, *_client_errors('TimeoutException', ('Timeout',)))):
+        return f'no answer within {timeout:g} s ({TIMEOUT_SETTING})'
+    cause = _os_error_beneath(reason)
+    text = f'[Errno {cause.errno}] {cause.strerror}' if cause is not None else str(reason).strip()
+    return f'{type(reason).__name__}: {text.splitlines()[0]}' if text else type(reason).__name__
+
+
+def _os_error_beneath(error: BaseException) -> Optional[OSError]:
+    """The operating system's error a client's error wraps (requests nests it in its arguments, httpx chains it)."""
+    seen, todo = set(), [error]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None and current.strerror:
+            return current
+        todo += [e for e in (current.__cause__, current.__context__, getattr(current, 'reason', None),
+                             *getattr(current, 'args', ())) if isinstance(e, BaseException)]
+    return None
 
 
 def find_spec(pretrained_cfg: Mapping[str, Any]) -> Optional[WeightSpec]:
@@ -85,28 +157,94 @@ def url_cache_path(url: str, cache_dir: Optional[str] = None) -> str:
         raise PretrainedWeightsError(
             f'the pretrained weights URL {url} does not end in a file name, so it cannot be downloaded into the '
             f'cache. Pass the URL of the checkpoint file itself (e.g. .../name.pth).')
-    root = cache_dir or os.path.join(torch.hub.get_dir(), 'checkpoints')
-    return os.path.join(str(root), 'timm_sesk', hashlib.sha256(url.encode()).hexdigest()[:16], name)
+    return os.path.join(_url_cache_root(cache_dir), hashlib.sha256(url.encode()).hexdigest()[:16], name)
 
 
-def _download(url: str, path: str, progress: bool) -> str:
-    """Stream ``url`` into ``path``, hashing as it writes (one pass); returns the sha256 hex digest."""
+def _url_cache_root(cache_dir: Optional[str]) -> str:
+    return os.path.join(str(cache_dir or os.path.join(torch.hub.get_dir(), 'checkpoints')), 'timm_sesk')
+
+
+class _NetworkFault(Exception):
+    """A download failed on the network: unreachable, refused, no answer, stalled, or cut short."""
+
+
+@contextlib.contextmanager
+def _network(timeout: float) -> Iterator[None]:
+    """Network faults in the block become one ``_NetworkFault`` saying what happened."""
+    try:
+        yield
+    except HTTPError:
+        raise  # the server's answer (404, ...), not a network fault
+    except network_errors() as e:
+        raise _NetworkFault(describe_network_error(e, timeout)) from e
+
+
+def _body(response: http.client.HTTPResponse, timeout: float) -> Iterator[bytes]:
+    """The response's body as it arrives. Silence for ``timeout`` seconds (the socket's timeout) or less than
+    ``_MIN_BYTES`` in that time is a stall."""
+    window, received = time.monotonic(), 0
+    while True:
+        with _network(timeout):
+            block = response.read1(_BLOCK)  # what has arrived, not a whole block: a drip is seen as one
+        if not block:
+            return
+        yield block
+        received += len(block)
+        if time.monotonic() - window >= timeout:
+            if received < _MIN_BYTES:
+                raise _NetworkFault(f'the server sent {received} bytes in {timeout:g} s ({TIMEOUT_SETTING}): '
+                                    'it has stalled')
+            window, received = time.monotonic(), 0
+
+
+def _download(url: str, path: str, progress: bool, timeout: float) -> Tuple[str, Optional[int]]:
+    """Stream ``url`` into ``path``, hashing as it writes (one pass); returns the sha256 hex digest and the length the
+    server announced (None where it announced none), which the file has.
+
+    Raises:
+        HTTPError: The server answered with an error (404, ...).
+        _NetworkFault: The server was unreachable, did not answer, stalled, or sent less than it announced.
+        StorageError: ``path`` cannot be written (the disk is full, read-only, ...).
+    """
     from tqdm import tqdm
 
-    digest = hashlib.sha256()
+    digest, size = hashlib.sha256(), 0
     request = urllib.request.Request(url, headers={'User-Agent': 'timm_sesk'})
-    with urllib.request.urlopen(request) as response, open(path, 'wb') as f:
-        size = int(response.headers.get('Content-Length') or 0) or None
-        with tqdm(total=size, unit='B', unit_scale=True, unit_divisor=1024, disable=not progress) as bar:
-            for block in iter(lambda: response.read(_BLOCK), b''):
-                f.write(block)
-                digest.update(block)
-                bar.update(len(block))
-    return digest.hexdigest()
+    with _network(timeout):
+        response = urllib.request.urlopen(request, timeout=timeout)
+    announced = response.length  # Content-Length; None where absent, invalid or chunked
+    with response, storage_errors(os.path.dirname(path), 'write the download into', _CACHE_FIX), \
+            open(path, 'wb') as f, \
+            tqdm(total=announced, unit='B', unit_scale=True, unit_divisor=1024, disable=not progress) as bar:
+        for block in _body(response, timeout):
+            f.write(block)
+            digest.update(block)
+            size += len(block)
+            bar.update(len(block))
+    if announced is not None and size != announced:
+        raise _NetworkFault(f'the connection closed after {size} of the {announced} bytes the server announced')
+    return digest.hexdigest(), announced
 
 
-def fetch_url(url: str, pin: Optional[str], what: str, cache_dir: Optional[str] = None, progress: bool = True) -> str:
-    """The cached file of ``url``, downloaded first unless cached; a download whose sha256 misses ``pin`` is refused.
+_CACHE_FIX = ('Free space there, or point the cache elsewhere: TORCH_HOME for URL downloads, HF_HUB_CACHE for the '
+              "Hub's, or cache_dir=... .")
+
+
+def _refuse_unreadable(path: str, url: str, what: str) -> None:
+    """Refuse a download that timm's reader cannot read as a checkpoint of tensors, before it takes its place in the
+    cache."""
+    unreadable = _why_unreadable(path, downloaded=True)
+    if unreadable is not None:
+        raise PretrainedWeightsError(
+            f'{what}: {url} sent a file that is not a readable checkpoint ({unreadable[0]}). It was discarded, '
+            'nothing was cached or loaded. Retry; if it persists, pass a good copy with '
+            'pretrained_cfg_overlay=dict(file=...).')
+
+
+def fetch_url(url: str, pin: Optional[str], what: str, cache_dir: Optional[str] = None, progress: bool = True,
+              timeout: Optional[float] = None) -> str:
+    """The cached file of ``url``, downloaded first unless cached. A download that arrives short, misses ``pin``
+    (its sha256 prefix) or, without a pin, does not read as a checkpoint is refused and discarded.
 
     Args:
         url: The file's URL.
@@ -114,26 +252,46 @@ def fetch_url(url: str, pin: Optional[str], what: str, cache_dir: Optional[str] 
         what: The weights, as messages name them.
         cache_dir: Cache root instead of torch.hub's checkpoint folder.
         progress: Show a progress bar.
+        timeout: Seconds to wait for the server to connect, answer or send 1 KiB (default: ``download_timeout()``).
+
+    Raises:
+        PretrainedWeightsError: The download failed on the network, or its file was refused.
+        StorageError: The cache cannot be written.
     """
     path = url_cache_path(url, cache_dir)
     if os.path.isfile(path):
         return path
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    partial = f'{path}.{uuid.uuid4().hex}.part'  # one per process: concurrent loads never write the same file
+    timeout = download_timeout() if timeout is None else timeout
+    with storage_errors(os.path.dirname(path), 'write the download cache', _CACHE_FIX):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    remove_stale(glob.glob(os.path.join(glob.escape(_url_cache_root(cache_dir)), '*', f'{_PARTIAL}*')))
+    # One per process, so that concurrent loads never write the same file; ending in the file's name, so that its
+    # reader is chosen by its extension, as timm's is.
+    partial = os.path.join(os.path.dirname(path), f'{_PARTIAL}{uuid.uuid4().hex}-{os.path.basename(path)}')
+    check = f', check that its sha256 starts with {pin}' if pin else ''
     try:
-        digest = _download(url, partial, progress)
+        digest, announced = _download(url, partial, progress, timeout)
         if pin and not digest.startswith(pin.lower()):
+            whole = 'it arrived as long as the server announced, so' if announced is not None else \
+                'the server announced no length, so a download cut short looks the same; if a retry gives the ' \
+                'same sha256,'
             raise PretrainedWeightsError(
-                f'refused {url} for {what}: its sha256 {digest[:len(pin)]}... does not start with the pinned {pin}, '
-                f'so it is not the published file. Nothing was loaded and the download was discarded. Retry later; '
-                f'if it persists, the file at the source has changed and its provenance must be checked.')
-        os.replace(partial, path)  # atomic: the cache holds whole, checked files only
-    except (OSError, http.client.HTTPException) as e:  # URLError and HTTPError are OSErrors
-        reason = e.reason if isinstance(e, URLError) else e
-        check = f', check that its sha256 starts with {pin}' if pin else ''
+                f'refused {url} for {what}: its sha256 {digest[:len(pin)]}... does not start with the pinned {pin}: '
+                f'{whole} it is not the published file. Nothing was loaded and the download was discarded. Retry '
+                f'later; if it persists, the file at the source has changed and its provenance must be checked.')
+        if not pin:
+            _refuse_unreadable(partial, url, what)
+        with storage_errors(os.path.dirname(path), 'write the download into', _CACHE_FIX):
+            os.replace(partial, path)  # atomic: the cache holds whole, checked files only
+    except HTTPError as e:
         raise PretrainedWeightsError(
-            f'{what}: downloading {url} failed ({reason}). Fetch the file where the network allows{check}, and pass '
+            f'{what}: downloading {url} failed ({e.reason}). Fetch the file where the network allows{check}, and pass '
             f'pretrained_cfg_overlay=dict(file="/path/to/{os.path.basename(path)}").') from e
+    except _NetworkFault as e:
+        raise PretrainedWeightsError(
+            f'{what}: downloading {url} failed ({e}): a network problem, nothing was cached. Retry, or fetch the '
+            f'file where the network allows{check} and pass pretrained_cfg_overlay=dict(file="/path/to/'
+            f'{os.path.basename(path)}").') from e
     finally:
         if os.path.exists(partial):
             os.remove(partial)
@@ -267,7 +425,16 @@ def explained(what: str, cfg: Mapping[str, Any], fetched: bool = False,
             f'pretrained_cfg_overlay=dict(file=...).') from e
     except HfHubHTTPError as e:  # any other answer of the Hub's (rate limit, server error, ...)
         raise PretrainedWeightsError(f'{what}: the Hub refused it: {str(e).splitlines()[0]}') from e
+    except network_errors() as e:  # after huggingface_hub's own retries
+        raise PretrainedWeightsError(
+            f'{named}: the download broke off ({describe_network_error(e)}): a network problem, nothing was cached. '
+            f'Retry, or {_hub_fetch_hint(hub_id, filename)}.') from e
     except Exception as e:  # torch's read errors have no telling type: read the local file again to tell
+        downloading = isinstance(e, OSError) and hub_id and not file  # only a Hub download writes here
+        full = storage_error(e, 'write the pretrained weights to', cache_dir or hub_constants.HF_HUB_CACHE,
+                             _CACHE_FIX) if downloading else None
+        if full is not None:  # the cache's disk, not the network or the file
+            raise full from e
         unreadable = _unreadable_file(cfg, fetched, cache_dir)
         if unreadable is None:
             raise
@@ -301,8 +468,12 @@ def pretrained_source(cfg: Mapping[str, Any], cache_dir: Optional[str] = None) -
     if not any(cfg.get(k) for k in ('file', 'url', 'hf_hub_id', 'state_dict')):
         raise _no_weights(variant)
     what = f'pretrained weights for {variant}' + (f'.{tag}' if tag else '')
-    fetched = False
-    if cfg.get('url') and not any(cfg.get(k) for k in ('file', 'hf_hub_id', 'state_dict')):  # the URL is the one
+    fetched, local = False, any(cfg.get(k) for k in ('file', 'state_dict'))
+    kind = not_a_file(cfg['file']) if cfg.get('file') and cfg.get('source') != 'local-dir' else None  # a folder
+    if kind:  # a FIFO would block timm's reader until something writes to it
+        raise PretrainedWeightsError(f'{what}: {cfg["file"]} is {kind}, not a checkpoint file. Pass the path of a '
+                                     'checkpoint file in pretrained_cfg_overlay=dict(file=...).')
+    if cfg.get('url') and not local and not cfg.get('hf_hub_id'):  # the URL is the one
         spec = find_spec(cfg)
         cfg['file'] = fetch_url(cfg['url'], spec.hash_prefix if spec and spec.url == cfg['url'] else None, what,
                                 cache_dir)

@@ -14,6 +14,7 @@ import torch
 from timm.models import clean_state_dict
 
 from timm_sesk.errors import CheckpointReadError
+from timm_sesk.files import not_a_file
 
 __all__ = ['EMA_KEYS', 'Checkpoint', 'ema_choice', 'unwrap']
 
@@ -87,6 +88,9 @@ class Checkpoint:
             CheckpointReadError: The file is not a checkpoint (or holds other Python objects).
         """
         path = str(path)
+        kind = not_a_file(path)
+        if kind:  # before open: a FIFO's would block until something writes to it
+            raise CheckpointReadError(f'cannot read checkpoint {path}: it is {kind}, not a file')
         try:
             with open(path, 'rb') as f:
                 head = f.read(9)

@@ -21,6 +21,7 @@ from timm_sesk.errors import (
     NotGraftableError,
     NoTwinError,
     PretrainedWeightsError,
+    StorageError,
     UnsupportedPrecisionError,
     WeightsMismatchError,
 )
@@ -92,6 +93,7 @@ ERRORS: Tuple[Tuple[Type[BaseException], Callable[[BaseException], int], Callabl
      lambda e: f'{e}. Pass a .safetensors file or a PyTorch state dict (a timm train.py checkpoint works)'),
     (MissingExtraError, lambda e: EXIT_FAILURE, str),
     (ExportCheckError, lambda e: EXIT_FAILURE, str),
+    (StorageError, lambda e: EXIT_FAILURE, str),  # a full or read-only disk, wherever it was met
     (UnsupportedPrecisionError, lambda e: EXIT_USAGE, str),
     (InvalidInputError, lambda e: EXIT_USAGE, str),  # an exported model at another --img-size
     (ImageNotFoundError, lambda e: EXIT_USAGE, str),
