@@ -27,8 +27,11 @@ import torch
 from loopback_hub import Fault
 
 import timm_sesk
-from timm_sesk.errors import CheckpointReadError, PretrainedWeightsError, StorageError
-from timm_sesk.files import STALE_AFTER
+from timm_sesk import deploy
+from timm_sesk.cli import main
+from timm_sesk.errors import CheckpointReadError, ExportFolderError, PretrainedWeightsError, StorageError
+from timm_sesk.files import EXPORT_FILES, STALE_AFTER
+from timm_sesk.publish import export_hub_folder
 from timm_sesk.weights import Checkpoint
 from timm_sesk.weights import _pretrained as plumbing
 
@@ -244,3 +247,134 @@ def test_a_cache_that_cannot_be_written_is_one_disk_error(hub, tmp_path, where):
     url = hub.publish_url('unwritable.pth', DATA)
     with pytest.raises(StorageError, match=f'cannot write the download cache {cache}/timm_sesk/'):
         plumbing.fetch_url(url, None, 'the weights', cache_dir=cache, progress=False)
+
+
+# --- exports: whole or not at all, never over the user's files -------------------------------------------------------
+
+def _small() -> torch.nn.Module:
+    return timm.create_model('se_resnet18', layers=(1, 1, 1, 1), num_classes=10).eval()
+
+
+def _hub_export(out: Path, **kwargs) -> Path:
+    return export_hub_folder('se_resnet18', out, model=_small(), dataset='none', model_args=dict(layers=(1, 1, 1, 1)),
+                             **kwargs)
+
+
+OLD_OPENVINO = {'model.xml': b'<net/>', 'model.bin': b'\0' * 16, 'deploy.json': b'{"format": "openvino"}',
+                'data_config.json': b'{"input_size": [3, 64, 64]}'}
+
+
+def test_an_export_into_a_folder_holding_files_needs_overwrite_then_replaces_only_the_export(tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    for name, data in {**OLD_OPENVINO, 'notes.txt': b'mine'}.items():
+        (out / name).write_bytes(data)
+    before = _files(out)
+    with pytest.raises(ExportFolderError, match=r'holds files .* pass overwrite=True'):
+        _hub_export(out)
+    with pytest.raises(ExportFolderError, match='holds files'):
+        deploy.export(_small(), out, 'onnx', log=None)
+    assert _files(out) == before
+    _hub_export(out, overwrite=True)
+    assert sorted(_files(out)) == ['README.md', 'config.json', 'data_config.json', 'model.safetensors', 'notes.txt']
+    assert (out / 'notes.txt').read_bytes() == b'mine'  # not an export's file: kept
+    assert json.loads((out / 'data_config.json').read_text())['input_size'] == [3, 224, 224]  # the new export's
+    with pytest.raises(ExportFolderError, match='is a file'):
+        _hub_export(out / 'notes.txt', overwrite=True)
+
+
+def test_an_export_never_writes_through_a_symlink(tmp_path):
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    out = tmp_path / 'out'
+    out.mkdir()
+    for name in ('README.md', 'model.safetensors', 'model.onnx'):
+        (outside / name).write_text(f'my {name}')
+        (out / name).symlink_to(outside / name)
+    _hub_export(out, overwrite=True)
+    assert {p.name: p.read_text() for p in outside.iterdir()} == {n: f'my {n}' for n in
+                                                                  ('README.md', 'model.safetensors', 'model.onnx')}
+    assert not any(p.is_symlink() for p in out.iterdir())
+    assert not (out / 'model.onnx').exists()  # the other format's file (here a link) went with the old export
+    assert timm.create_model(f'local-dir:{out}', pretrained=True).num_classes == 10
+
+
+@pytest.mark.parametrize('failure', [OSError(errno.EIO, 'I/O error'), KeyboardInterrupt()])
+@pytest.mark.parametrize('writer', ['hub', 'onnx'])
+def test_an_export_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monkeypatch, failure, writer):
+    def half_then_fail(*args):
+        path = Path(args[-1]) if writer == 'onnx' else Path(args[1]) / 'model.safetensors'
+        path.write_bytes(b'half a model')
+        raise failure
+
+    monkeypatch.setattr(*(('timm_sesk.deploy._export_onnx', half_then_fail) if writer == 'onnx' else
+                          ('timm_sesk.publish._save', half_then_fail)))
+    kept, fresh = tmp_path / 'kept', tmp_path / 'fresh'
+    kept.mkdir()
+    for name, data in {**OLD_OPENVINO, 'notes.txt': b'mine'}.items():
+        (kept / name).write_bytes(data)
+    before = _files(kept)
+    for out, overwrite in ((kept, True), (fresh, False)):
+        with pytest.raises(type(failure)):
+            if writer == 'onnx':
+                deploy.export(_small(), out, 'onnx', log=None, overwrite=overwrite)
+            else:
+                _hub_export(out, overwrite=overwrite)
+    assert _files(kept) == before, 'no half-written file, no staging folder, the previous export intact'
+    assert not fresh.exists()
+
+
+def test_a_full_disk_during_an_export_is_one_disk_error_and_the_folder_stays(tmp_path):
+    out = tmp_path / 'out'
+    _hub_export(out)
+    before = _files(out)
+    with disk_full_after(100_000), pytest.raises(StorageError) as err:
+        _hub_export(out, overwrite=True)
+    assert err.value.errno == errno.EFBIG and f'cannot write the export folder {out}' in str(err.value)
+    assert _files(out) == before
+
+
+@pytest.mark.parametrize('where', ['/sys/timm_sesk_test/out', '{file}/out'])
+def test_an_export_folder_that_cannot_be_made_is_one_disk_error(tmp_path, where):
+    (tmp_path / 'file').write_text('in the way')
+    with pytest.raises(StorageError, match='cannot write the export folder'):
+        _hub_export(Path(where.format(file=tmp_path / 'file')))
+
+
+def test_every_file_an_export_writes_is_declared(tmp_path):
+    hub_files = {p.name for p in _hub_export(tmp_path / 'hub').iterdir()}
+    assert hub_files == {'README.md', 'config.json', 'data_config.json', 'model.safetensors'}
+    deployed = {deploy.META_FILE, deploy.DATA_CONFIG_FILE, *deploy._MODEL_FILES.values(), 'model.bin'}
+    assert hub_files | deployed == EXPORT_FILES  # and export_folder refuses to move in a file it does not declare
+
+
+# --- the command line: one line for each -----------------------------------------------------------------------------
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('timm-sesk: error: '), stderr
+    return lines[0]
+
+
+def test_command_line_network_and_disk_faults_are_one_line(hub, tmp_path, capsys, refusing_hub):
+    url = hub.publish_url('cli-stall.pth', DATA)
+    overlay = f"pretrained_cfg_overlay=dict(url='{url}', hf_hub_id=None)"
+    image = tmp_path / 'photo.png'
+    from PIL import Image
+    Image.new('RGB', (64, 64)).save(image)
+    with hub.faulty(Fault('stall')):
+        assert within(WITHIN, lambda: main(['predict', '-m', 'se_resnet18', '--model-kwarg', overlay,
+                                            str(image)])) == 1
+    assert 'no answer within' in _one_line(capsys.readouterr().err)
+
+    out = tmp_path / 'out'
+    with disk_full_after(100_000):
+        assert main(['export', '-m', 'se_resnet18', str(out), '--no-pretrained']) == 1
+    assert f'cannot write the export folder {out}' in _one_line(capsys.readouterr().err) and not out.exists()
+
+    # An upload to a Hub that refuses connections: the folder is written, the upload is one line.
+    assert main(['export', '-m', 'se_resnet18', str(out), '--no-pretrained', '--repo-id', 'sesk-test/push',
+                 '--push']) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert 'uploading' in line and 'Connection refused' in line and 'hf upload sesk-test/push' in line
+    assert (out / 'model.safetensors').is_file()

@@ -45,7 +45,8 @@ def test_exported_folder_loads_back_through_hf_hub(hub, tmp_path, layout):
     source = publish_source(hub, SPEC, seed=11)
     repo = f'sesk-test/sk18-{layout}'
     folder = export_hub_folder(SPEC.name, tmp_path / 'export', repo_id=repo, layout=layout)
-    assert sorted(p.name for p in folder.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
+    assert sorted(p.name for p in folder.iterdir()) == ['README.md', 'config.json', 'data_config.json',
+                                                        'model.safetensors']
     architecture = 'sk_resnet18' if layout == 'plugin' else 'skresnet18'
 
     with safetensors.safe_open(str(folder / 'model.safetensors'), 'pt') as f:

@@ -21,7 +21,10 @@ The runtimes are optional extras, ``onnx`` (ONNX, ONNX Runtime) and ``openvino``
 missing one raises ``timm_sesk.extras.MissingExtraError`` naming the ``pip install`` that adds it.
 """
 import copy
+import errno
 import json
+import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +38,7 @@ from torch import nn
 from timm_sesk.data import even_indices, image_files, read_image
 from timm_sesk.errors import ExportCheckError, InvalidInputError, UnsupportedPrecisionError
 from timm_sesk.extras import require
+from timm_sesk.files import export_folder
 from timm_sesk.fuse import fuse
 from timm_sesk.layers.sk_export import export_form
 from timm_sesk.version import __version__
@@ -165,6 +169,7 @@ def export(
         frontend: str = 'pytorch',
         check_batch: int = 2,
         log: Optional[Callable[[str], None]] = print,
+        overwrite: bool = False,
 ) -> Dict[str, Any]:
     """Export a model for ONNX Runtime or OpenVINO, check it against PyTorch, and write the deployment folder.
 
@@ -173,7 +178,7 @@ def export(
 
     Args:
         model: A timm_sesk model (any timm classifier works) with its weights.
-        out_dir: Folder to write (created if needed).
+        out_dir: Folder to write (created if needed; it must be empty unless ``overwrite``).
         format: ``'onnx'`` (model.onnx) or ``'openvino'`` (model.xml and model.bin, OpenVINO IR).
         label_names: Class names of the head, in head order, stored for predict/validate.
         int8_calibration: OpenVINO only: quantize weights and activations to int8 with NNCF, calibrated on images
@@ -184,13 +189,18 @@ def export(
             the PyTorch frontend exports several times faster and needs no ONNX packages.
         check_batch: Batch size of the random input of the export check.
         log: Where to print the check (None: quiet).
+        overwrite: Replace the export in a folder that holds files (its files of an export's names go, others stay);
+            without it such a folder is refused. Files move into the folder only once all are written
+            (``timm_sesk.files.export_folder``).
 
     Returns:
         The contents of ``deploy.json``; its ``check`` entry holds the measured relative error.
 
     Raises:
         ExportCheckError: An f32 export's logits differ from PyTorch's by more than ``F32_TOLERANCE`` (relative).
+        ExportFolderError: ``out_dir`` is a file, or holds files and ``overwrite`` is False.
         MissingExtraError: The runtime of the format is not installed.
+        StorageError: The disk refused to write the folder.
     """
     if format not in FORMATS:
         raise ValueError(f'format must be one of {FORMATS}, got {format!r}')
@@ -207,45 +217,51 @@ def export(
         pretrained_cfg['label_names'] = list(label_names)
     example = torch.randn(check_batch, *config['input_size'], generator=torch.Generator().manual_seed(0))
     fused = export_form(fuse(copy.deepcopy(model)), quantizable=int8_calibration is not None)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if format == 'onnx':
-        _export_onnx(fused, example, out / _MODEL_FILES['onnx'])
-        files = [_MODEL_FILES['onnx']]
-    else:
-        ov = require('openvino', 'OpenVINO export')
-        with tempfile.TemporaryDirectory() as tmp:
-            ov_model = _convert_openvino(fused, example, frontend, Path(tmp))
-        if int8_calibration is not None:
-            ov_model = _quantize_int8(ov_model, int8_calibration, config, int8_samples)
-        # save_model compresses weights to fp16 by default; the IR must hold the model's f32 weights.
-        ov.save_model(ov_model, str(out / _MODEL_FILES['openvino']), compress_to_fp16=False)
-        files = [_MODEL_FILES['openvino'], 'model.bin']
-    write_data_config(model, out)
-    meta = {
-        'format': format,
-        'files': files,
-        'input': INPUT_NAME,
-        'output': OUTPUT_NAME,
-        'input_size': config['input_size'],
-        'num_classes': model.num_classes,
-        'architecture': pretrained_cfg.get('architecture'),
-        'fused': True,
-        'quantization': 'int8 (NNCF post-training)' if int8_calibration is not None else None,
-        'frontend': 'torch.onnx (dynamo)' if format == 'onnx' or frontend == 'onnx' else 'openvino PyTorch frontend',
-        'opset': OPSET if format == 'onnx' else None,
-        'versions': {'timm_sesk': __version__, 'timm': timm.__version__, 'torch': torch.__version__},
-        'pretrained_cfg': pretrained_cfg,
-    }
-    _write_meta(out, meta)
-    # As many runtime threads as torch uses here: under parallel test workers or a thread limit, not every core.
-    deployed = load(out, runtime=runtime, precision='f32', threads=torch.get_num_threads())
-    meta['check'] = _check(model, deployed, example, quantized=int8_calibration is not None)
-    _write_meta(out, meta)
+    with export_folder(out_dir, overwrite) as stage:
+        if format == 'onnx':
+            _export_onnx(fused, example, stage / _MODEL_FILES['onnx'])
+            files = [_MODEL_FILES['onnx']]
+        else:
+            ov = require('openvino', 'OpenVINO export')
+            with tempfile.TemporaryDirectory() as tmp:
+                ov_model = _convert_openvino(fused, example, frontend, Path(tmp))
+            if int8_calibration is not None:
+                ov_model = _quantize_int8(ov_model, int8_calibration, config, int8_samples)
+            # save_model compresses weights to fp16 by default; the IR must hold the model's f32 weights.
+            try:
+                ov.save_model(ov_model, str(stage / _MODEL_FILES['openvino']), compress_to_fp16=False)
+            except RuntimeError as e:  # OpenVINO's writer reports a full disk as an "iostream error": tell by the room
+                if shutil.disk_usage(stage).free < sum(t.nbytes for t in fused.state_dict().values()):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(stage)) from e
+                raise
+            files = [_MODEL_FILES['openvino'], 'model.bin']
+        write_data_config(model, stage)
+        meta = {
+            'format': format,
+            'files': files,
+            'input': INPUT_NAME,
+            'output': OUTPUT_NAME,
+            'input_size': config['input_size'],
+            'num_classes': model.num_classes,
+            'architecture': pretrained_cfg.get('architecture'),
+            'fused': True,
+            'quantization': 'int8 (NNCF post-training)' if int8_calibration is not None else None,
+            'frontend': 'torch.onnx (dynamo)' if format == 'onnx' or frontend == 'onnx' else
+                        'openvino PyTorch frontend',
+            'opset': OPSET if format == 'onnx' else None,
+            'versions': {'timm_sesk': __version__, 'timm': timm.__version__, 'torch': torch.__version__},
+            'pretrained_cfg': pretrained_cfg,
+        }
+        _write_meta(stage, meta)
+        # As many runtime threads as torch uses here: under parallel test workers or a thread limit, not every core.
+        deployed = load(stage, runtime=runtime, precision='f32', threads=torch.get_num_threads())
+        meta['check'] = _check(model, deployed, example, quantized=int8_calibration is not None)
+        del deployed  # before its files move
+        _write_meta(stage, meta)
     if log is not None:
         log(_describe_check(meta['check']))
     if meta['check']['passed'] is False:
-        raise ExportCheckError(f'{_describe_check(meta["check"])}; the folder {out} was written for inspection')
+        raise ExportCheckError(f'{_describe_check(meta["check"])}; the folder {out_dir} was written for inspection')
     return meta
 
 

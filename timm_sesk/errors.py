@@ -4,12 +4,13 @@ The library raises these (each module re-exports its own, e.g. ``timm_sesk.data.
 maps each type to one message line and an exit status (``timm_sesk.cli.errors``). This module imports nothing, so
 that the command line can know every type without importing what raises it.
 """
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 __all__ = [
     'CheckpointReadError',
     'ClassMappingError',
     'ExportCheckError',
+    'ExportFolderError',
     'ImageFolderError',
     'ImageNotFoundError',
     'ImageReadError',
@@ -21,6 +22,7 @@ __all__ = [
     'PretrainedWeightsError',
     'StorageError',
     'UnsupportedPrecisionError',
+    'UploadError',
     'WeightsMismatchError',
 ]
 
@@ -107,6 +109,29 @@ class ExportCheckError(RuntimeError):
     """The exported model does not compute the PyTorch model's logits within the tolerance."""
 
 
+class ExportFolderError(FileExistsError):
+    """An export's folder holds files and replacing them was not asked for (``overwrite``), or it is a file; nothing
+    was written.
+
+    Attributes:
+        folder: The folder.
+        files: The names of the files it holds (empty where it is a file itself).
+    """
+
+    def __init__(self, folder: Any, files: Sequence[str] = ()):
+        self.folder = folder
+        self.files = list(files)
+        super().__init__(self.describe('overwrite=True'))
+
+    def describe(self, overwrite: str) -> str:
+        """The message, naming the way to ask for overwriting (``overwrite=True``, ``--overwrite``)."""
+        if not self.files:
+            return f'{self.folder} is a file: name a folder to write the export in (it is created if needed)'
+        shown = ', '.join(self.files[:5]) + (f' and {len(self.files) - 5} more' if len(self.files) > 5 else '')
+        return (f'{self.folder} holds files ({shown}): pass {overwrite} to replace the export there (its files of '
+                "an export's names go, other files stay), or write to a new or empty folder")
+
+
 class StorageError(OSError):
     """A file or folder cannot be written: the disk is full, the file system read-only, the path not writable, or a
     file stands where a folder should be. Nothing half-written is left behind.
@@ -123,6 +148,10 @@ class StorageError(OSError):
 
     def __str__(self) -> str:  # the message, not OSError's "[Errno N] strerror: 'filename'"
         return str(self.args[0])
+
+
+class UploadError(RuntimeError):
+    """Uploading a folder to the Hub failed (the network, or the Hub refused it); the folder is as it was."""
 
 
 class UnsupportedPrecisionError(ValueError):

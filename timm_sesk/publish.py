@@ -1,9 +1,11 @@
 """Turn a model, and optionally a fine-tuned checkpoint, into a folder ready for the Hugging Face Hub.
 
 The folder holds what timm's ``hf-hub:`` loader reads: ``model.safetensors`` and ``config.json`` in timm's format,
-written by timm's ``save_for_hf`` (the weights then saved again with provenance metadata, and ``num_classes`` taken
-out of the config's ``model_args``), and a ``README.md`` model card with YAML front matter, written by timm's
-``generate_readme``. timm's ``push_to_hf_hub`` would upload its own files, without the metadata and with
+as timm's ``save_for_hf`` writes them (the weights with provenance metadata, and ``num_classes`` taken out of the
+config's ``model_args``), a ``README.md`` model card with YAML front matter, written by timm's ``generate_readme``,
+and ``data_config.json``, the preprocessing, as every export format writes it. The folder is written as every
+export's is (``timm_sesk.files.export_folder``): whole or not at all, and over another export only with
+``overwrite``. timm's ``push_to_hf_hub`` would upload its own files, without the metadata and with
 ``num_classes`` twice, so ``upload_hub_folder`` uploads this folder with huggingface_hub.
 
 Two layouts. ``portable`` (the default, where the model has a twin built into timm: ``timm_sesk.twin``): the folder
@@ -20,21 +22,21 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import safetensors.torch
 import timm
 import torch
-from timm.models import save_for_hf
-from timm.models._hub import generate_readme
+from timm.models._hub import generate_readme, save_config_for_hf
 from torch import nn
 
-from timm_sesk.deploy import data_config, relative_error
-from timm_sesk.errors import ExportCheckError, NoTwinError
+from timm_sesk.deploy import data_config, relative_error, write_data_config
+from timm_sesk.errors import ExportCheckError, NoTwinError, UploadError
+from timm_sesk.files import EXPORT_FILES, check_export_folder, export_folder
 from timm_sesk.loading import LoadReport, load
 from timm_sesk.models.archs import FAMILIES, families_of
 from timm_sesk.twin import TOLERANCE, Twin, to_timm, twin_of
 from timm_sesk.version import __version__
 from timm_sesk.weights import REFERENCES, WEIGHTS, WeightSpec
-from timm_sesk.weights._pretrained import sha256_file
+from timm_sesk.weights._pretrained import describe_network_error, network_errors, sha256_file
 from timm_sesk.zoo import count_gmacs
 
-__all__ = ['LAYOUTS', 'export_hub_folder', 'upload_hub_folder']
+__all__ = ['LAYOUTS', 'check_repo_id', 'export_hub_folder', 'upload_hub_folder']
 
 # portable: timm's built-in twin, which timm alone loads; plugin: timm_sesk's own layout, loaded after import timm_sesk.
 LAYOUTS = ('portable', 'plugin')
@@ -42,6 +44,18 @@ LAYOUTS = ('portable', 'plugin')
 _PLACEHOLDER = 'hf-hub:ORG/NAME'
 # create_model arguments that choose weights or where they are cached, not the architecture: not for config.json.
 _NOT_MODEL_ARGS = ('num_classes', 'pretrained_cfg', 'pretrained_cfg_overlay', 'cache_dir')
+
+
+def check_repo_id(repo_id: str) -> str:
+    """A Hub repository id (``ORG/NAME``, or ``NAME`` in your own namespace) as huggingface_hub validates it; returns
+    it, else ValueError saying what is wrong."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ValueError(f'{repo_id!r} is not a Hub repository id (ORG/NAME): {str(e).splitlines()[0]}') from e
+    return repo_id
 
 
 def _usage(name: str, portable: bool = False) -> str:
@@ -112,16 +126,17 @@ def _weights_label(spec: Optional[WeightSpec], checkpoint_sha: Optional[str], re
 
 def _save(model: nn.Module, out: Path, model_args: Dict[str, Any], model_config: Optional[Dict[str, Any]],
           metadata: Dict[str, str], tagged: bool) -> None:
-    """timm's ``save_for_hf``, then the weights saved again with ``metadata``, and ``config.json`` without
-    ``num_classes`` in ``model_args``: the root ``num_classes`` already gives it to timm, and transformers'
-    ``TimmWrapperForImageClassification`` passes it to ``create_model`` itself (so a second copy fails with "got
-    multiple values for keyword argument 'num_classes'"); and without the model's pretrained tag unless ``tagged``
-    (the weights are proven to be the tag's)."""
-    save_for_hf(model, str(out), model_config=model_config, safe_serialization=True,
-                model_args={k: v for k, v in model_args.items() if k not in _NOT_MODEL_ARGS} or None)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    safetensors.torch.save_file(state, str(out / 'model.safetensors'), metadata=metadata)
+    """What timm's ``save_for_hf`` writes: ``config.json`` by its ``save_config_for_hf``, but without ``num_classes``
+    in ``model_args`` (the root ``num_classes`` already gives it to timm, and transformers'
+    ``TimmWrapperForImageClassification`` passes it to ``create_model`` itself, so a second copy fails with "got
+    multiple values for keyword argument 'num_classes'") and without the model's pretrained tag unless ``tagged``
+    (the weights are proven to be the tag's); and the weights as safetensors with ``metadata``, written by Python's
+    file I/O, whose errors say a disk is full (safetensors' own writer reports it as text)."""
     path = out / 'config.json'
+    save_config_for_hf(model, path, model_config=model_config,
+                       model_args={k: v for k, v in model_args.items() if k not in _NOT_MODEL_ARGS} or None)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    (out / 'model.safetensors').write_bytes(safetensors.torch.save(state, metadata=metadata))
     config = json.loads(path.read_text())
     config.get('model_args', {}).pop('num_classes', None)
     if not tagged:
@@ -142,6 +157,7 @@ def export_hub_folder(
         report: Optional[LoadReport] = None,
         layout: Optional[str] = None,
         log: Optional[Callable[[str], None]] = None,
+        overwrite: bool = False,
 ) -> Path:
     """Write a Hub-ready folder for a model: timm's built-in twin where it has one (``portable``), else the model in
     timm_sesk's own layout (``plugin``).
@@ -166,20 +182,28 @@ def export_hub_folder(
             written folder and compared with the model before the card is written; ``'plugin'``: timm_sesk's own
             layout, loaded after ``import timm_sesk``. None (the default): portable where the model has a twin.
         log: Where to say which layout was written and why (None: quiet).
+        overwrite: Replace the export in a folder that holds files (its files of an export's names go, others stay);
+            without it such a folder is refused. Files move into the folder only once all are written
+            (``timm_sesk.files.export_folder``).
 
     Returns:
         The folder.
 
     Raises:
         NoTwinError: ``layout='portable'``, and timm has no twin of the model (the message says why).
-        ExportCheckError: The folder's twin, as timm builds it, does not compute the model's logits; its weights and
-            config are removed.
+        ExportCheckError: The folder's twin, as timm builds it, does not compute the model's logits; nothing is
+            written.
+        ExportFolderError: ``out_dir`` is a file, or holds files and ``overwrite`` is False.
+        StorageError: The disk refused to write the folder.
     """
     if checkpoint is not None and not dataset:
         raise ValueError('name the dataset the checkpoint was fine-tuned on (dataset=...), for the model card')
     if layout not in (None, *LAYOUTS):
         raise ValueError(f'layout must be one of {LAYOUTS} or None (portable where the model has a twin), not '
                          f'{layout!r}')
+    if repo_id is not None:
+        check_repo_id(repo_id)
+    check_export_folder(out_dir, overwrite)  # before building the model
     model_args = dict(model_args or {})
     if model is None:
         model, report = load(model_name, checkpoint=checkpoint, **model_args)
@@ -191,8 +215,6 @@ def export_hub_folder(
     dataset = dataset or ('imagenet-1k' if spec is not None else None)
     license = license or (spec.license if spec is not None else 'apache-2.0')
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     weights = _weights_label(spec, checkpoint_sha, report)
     metadata = {
         'format': 'pt',
@@ -204,53 +226,57 @@ def export_hub_folder(
     }
     if checkpoint_sha:
         metadata['finetuned_checkpoint_sha256'] = checkpoint_sha
-    model_config = {'label_names': label_names} if label_names else None
-    error = None
-    if twin is None:
-        _save(model, out, model_args, model_config, metadata, spec is not None)
-    else:
-        _save(to_timm(model), out, twin.kwargs, model_config,
-              {**metadata, 'architecture': twin.name, 'timm_sesk_architecture': arch}, spec is not None)
-        error = _check_portable(model, out, twin)
-        if log is not None:
-            log(f"portable: wrote timm's {twin.name} (exactly equal to {arch}, max relative error {error:.0e}); loads "
-                'with timm alone')
+    with export_folder(out_dir, overwrite) as out:  # a staging folder, moved into out_dir once whole
+        model_config = {'label_names': label_names} if label_names else None
+        error = None
+        if twin is None:
+            _save(model, out, model_args, model_config, metadata, spec is not None)
+        else:
+            _save(to_timm(model), out, twin.kwargs, model_config,
+                  {**metadata, 'architecture': twin.name, 'timm_sesk_architecture': arch}, spec is not None)
+            error = _check_portable(model, out, twin, out_dir)
+            if log is not None:
+                log(f"portable: wrote timm's {twin.name} (exactly equal to {arch}, max relative error {error:.0e}); "
+                    'loads with timm alone')
 
-    # The families of the model as built (model_args can add SE to an SK model, or switch it off).
-    families = [FAMILIES[key] for key in families_of(model)]
-    papers = {'Paper': '; '.join(f'{f.paper_name}, {f.paper_url}' for f in families)} if families else {}
-    input_size = tuple(model.pretrained_cfg['input_size'])
-    with torch.device('meta'):  # the structure only, for its GMACs
-        structure = timm.create_model(arch, **model_args)
-    card = {
-        'tags': ['image-classification', 'timm', 'timm_sesk', *(f.hub_tag for f in families)],
-        'license': license,
-        'description': f'{arch} from timm_sesk, the Squeeze-and-Excitation / Selective-Kernel ResNet zoo for timm. '
-                       'Loading it needs timm_sesk installed and `import timm_sesk` before `timm.create_model`.'
-        if twin is None else
-        f"timm's {twin.name}, exported from {arch} of timm_sesk, the Squeeze-and-Excitation / Selective-Kernel ResNet "
-        f'zoo for timm: the same network, built into timm, so it loads with timm alone (`pip install timm`, no '
-        f'timm_sesk), and so in the tools built on timm. It computes exactly what {arch} computes (checked at export: '
-        f'max relative error {error:.0e}); with timm_sesk, `timm_sesk.from_timm(model)` gives the {arch} back.',
-        'details': {
-            'Model Type': 'Image classification / feature backbone',
-            'Model Stats': {
-                'Params (M)': round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-                'GMACs': round(count_gmacs(structure, input_size), 2),
-                'Image size': f'{input_size[-2]} x {input_size[-1]}',
+        # The families of the model as built (model_args can add SE to an SK model, or switch it off).
+        families = [FAMILIES[key] for key in families_of(model)]
+        papers = {'Paper': '; '.join(f'{f.paper_name}, {f.paper_url}' for f in families)} if families else {}
+        input_size = tuple(model.pretrained_cfg['input_size'])
+        with torch.device('meta'):  # the structure only, for its GMACs
+            structure = timm.create_model(arch, **model_args)
+        card = {
+            'tags': ['image-classification', 'timm', 'timm_sesk', *(f.hub_tag for f in families)],
+            'license': license,
+            'description': f'{arch} from timm_sesk, the Squeeze-and-Excitation / Selective-Kernel ResNet zoo for '
+                           'timm. Loading it needs timm_sesk installed and `import timm_sesk` before '
+                           '`timm.create_model`.'
+            if twin is None else
+            f"timm's {twin.name}, exported from {arch} of timm_sesk, the Squeeze-and-Excitation / Selective-Kernel "
+            f'ResNet zoo for timm: the same network, built into timm, so it loads with timm alone (`pip install '
+            f'timm`, no timm_sesk), and so in the tools built on timm. It computes exactly what {arch} computes '
+            f'(checked at export: max relative error {error:.0e}); with timm_sesk, `timm_sesk.from_timm(model)` gives '
+            f'the {arch} back.',
+            'details': {
+                'Model Type': 'Image classification / feature backbone',
+                'Model Stats': {
+                    'Params (M)': round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+                    'GMACs': round(count_gmacs(structure, input_size), 2),
+                    'Image size': f'{input_size[-2]} x {input_size[-1]}',
+                },
+                **papers,
+                **({'Dataset': dataset} if dataset else {}),
+                **_provenance(arch, spec, checkpoint_sha, dataset, weights, twin, error),
             },
-            **papers,
-            **({'Dataset': dataset} if dataset else {}),
-            **_provenance(arch, spec, checkpoint_sha, dataset, weights, twin, error),
-        },
-        'usage': _usage(f'hf-hub:{repo_id}' if repo_id else spec.name if spec is not None and twin is None else
-                        _PLACEHOLDER, portable=twin is not None),
-    }
-    if families:
-        card['citation'] = [f.bibtex for f in families]
-    readme = generate_readme(card, repo_id.split('/')[-1] if repo_id else arch)
-    (out / 'README.md').write_text(readme, encoding='utf-8')
-    return out
+            'usage': _usage(f'hf-hub:{repo_id}' if repo_id else spec.name if spec is not None and twin is None else
+                            _PLACEHOLDER, portable=twin is not None),
+        }
+        if families:
+            card['citation'] = [f.bibtex for f in families]
+        readme = generate_readme(card, repo_id.split('/')[-1] if repo_id else arch)
+        (out / 'README.md').write_text(readme, encoding='utf-8')
+        write_data_config(model, out)
+    return Path(out_dir)
 
 
 def _twin(model: nn.Module, layout: Optional[str], log: Optional[Callable[[str], None]]) -> Optional[Twin]:
@@ -267,9 +293,9 @@ def _twin(model: nn.Module, layout: Optional[str], log: Optional[Callable[[str],
         return None
 
 
-def _check_portable(model: nn.Module, out: Path, twin: Twin) -> float:
-    """The export check: the folder's model, built by timm alone as whoever loads it builds it, against the model,
-    on a random batch; the relative error of the logits. A folder that fails keeps neither weights nor config."""
+def _check_portable(model: nn.Module, out: Path, twin: Twin, out_dir: Union[str, Path]) -> float:
+    """The export check: the folder's model (``out``, the staging folder of ``out_dir``), built by timm alone as
+    whoever loads it builds it, against the model, on a random batch; the relative error of the logits."""
     loaded = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
     param = next(model.parameters())
     # At the input size the folder's data config gives: what whoever loads it feeds it.
@@ -277,23 +303,35 @@ def _check_portable(model: nn.Module, out: Path, twin: Twin) -> float:
     with torch.inference_mode():
         error = relative_error(loaded.to(param)(x.to(param)).float().cpu(), model(x.to(param)).float().cpu())
     if not error <= TOLERANCE:  # NaN fails too
-        for name in ('model.safetensors', 'config.json'):
-            (out / name).unlink()
         raise ExportCheckError(
-            f"timm's {twin.name} built from {out} does not compute what {twin.arch} computes (max relative error "
-            f"{error:.1e} of the logits, above {TOLERANCE:.0e}): its weights and config were removed; export it in "
-            "timm_sesk's layout (layout='plugin', --layout plugin)")
+            f"timm's {twin.name} built from {out_dir} does not compute what {twin.arch} computes (max relative error "
+            f"{error:.1e} of the logits, above {TOLERANCE:.0e}): nothing was written; export it in timm_sesk's layout "
+            "(layout='plugin', --layout plugin)")
     return error
 
 
 def upload_hub_folder(folder: Union[str, Path], repo_id: str, private: bool = False,
                       token: Optional[str] = None) -> str:
-    """Create the Hub repository if needed and upload the folder with huggingface_hub; returns the commit URL."""
-    from huggingface_hub import HfApi
+    """Create the Hub repository if needed and upload the folder's export files (``EXPORT_FILES``; any other file in
+    it stays local) with huggingface_hub; returns the commit URL.
 
+    Raises:
+        ValueError: ``repo_id`` is not a Hub repository id.
+        UploadError: The upload failed on the network, or the Hub refused it.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    check_repo_id(repo_id)
     config = json.loads((Path(folder) / 'config.json').read_text())
     api = HfApi(token=token, library_name='timm', library_version=timm.__version__)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    commit = api.upload_folder(
-        repo_id=repo_id, folder_path=str(folder), commit_message=f"Add {config['architecture']} (timm_sesk)")
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), allow_patterns=sorted(EXPORT_FILES),
+            commit_message=f"Add {config['architecture']} (timm_sesk)")
+    except (HfHubHTTPError, *network_errors()) as e:
+        reason = str(e).strip().splitlines()[0] if isinstance(e, HfHubHTTPError) else describe_network_error(e)
+        raise UploadError(f'uploading {folder} to the Hub repository {repo_id} failed ({reason}). The folder is as '
+                          f'it was: upload it later with `hf upload {repo_id} {folder} .`') from e
     return commit.commit_url

@@ -12,6 +12,7 @@ from timm_sesk.errors import (
     CheckpointReadError,
     ClassMappingError,
     ExportCheckError,
+    ExportFolderError,
     ImageFolderError,
     ImageNotFoundError,
     ImageReadError,
@@ -23,6 +24,7 @@ from timm_sesk.errors import (
     PretrainedWeightsError,
     StorageError,
     UnsupportedPrecisionError,
+    UploadError,
     WeightsMismatchError,
 )
 
@@ -93,7 +95,9 @@ ERRORS: Tuple[Tuple[Type[BaseException], Callable[[BaseException], int], Callabl
      lambda e: f'{e}. Pass a .safetensors file or a PyTorch state dict (a timm train.py checkpoint works)'),
     (MissingExtraError, lambda e: EXIT_FAILURE, str),
     (ExportCheckError, lambda e: EXIT_FAILURE, str),
+    (ExportFolderError, lambda e: EXIT_USAGE, lambda e: e.describe('--overwrite')),
     (StorageError, lambda e: EXIT_FAILURE, str),  # a full or read-only disk, wherever it was met
+    (UploadError, lambda e: EXIT_FAILURE, str),
     (UnsupportedPrecisionError, lambda e: EXIT_USAGE, str),
     (InvalidInputError, lambda e: EXIT_USAGE, str),  # an exported model at another --img-size
     (ImageNotFoundError, lambda e: EXIT_USAGE, str),

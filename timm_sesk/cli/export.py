@@ -7,8 +7,9 @@ from torch import nn
 
 from timm_sesk import deploy
 from timm_sesk.extras import require
+from timm_sesk.files import check_export_folder
 from timm_sesk.loading import LoadReport
-from timm_sesk.publish import LAYOUTS, export_hub_folder, upload_hub_folder
+from timm_sesk.publish import LAYOUTS, check_repo_id, export_hub_folder, upload_hub_folder
 
 from .errors import EXIT_USAGE, PROG, CliError
 from .options import (
@@ -52,7 +53,10 @@ def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) ->
                f'  {PROG} export -m sk_resnet18 out/sk18-int8 --format openvino --checkpoint model_best.pth.tar '
                '--int8-calibration data/train')
     p.add_argument('positional_model', nargs='?', metavar='MODEL', help='the model, where -m does not name it')
-    p.add_argument('out_dir', metavar='OUT_DIR', help='folder to write (created if needed)')
+    p.add_argument('out_dir', metavar='OUT_DIR', help='folder to write (created if needed; empty unless --overwrite)')
+    p.add_argument('--overwrite', action='store_true',
+                   help="replace the export in OUT_DIR: its files of an export's names (model.*, config.json, "
+                        'README.md, deploy.json, data_config.json) go, other files stay')
     p.add_argument('--format', choices=('hub', *deploy.FORMATS), default='hub',
                    help='hub (default): Hub-ready folder; onnx: model.onnx; openvino: OpenVINO IR')
     p.add_argument('--dataset', help='hub: dataset the checkpoint was fine-tuned on (required with --checkpoint)')
@@ -76,12 +80,10 @@ def add_parser(commands: argparse._SubParsersAction, name: str, summary: str) ->
 
 
 def _paths(args: argparse.Namespace) -> Path:
-    """The model (``-m`` or the first positional) and the output folder."""
+    """The model (``-m`` or the first positional) and the output folder, refused before any work where the export
+    may not write it."""
     positional_model(args, args.positional_model)
-    out = Path(args.out_dir)
-    if out.exists() and not out.is_dir():
-        raise CliError(f'{out} is a file; name a folder to write (it is created if needed)', code=EXIT_USAGE)
-    return out
+    return check_export_folder(args.out_dir, args.overwrite)
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -91,6 +93,11 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.format == 'hub':
         if args.push and not args.repo_id:
             raise CliError('--push needs --repo-id ORG/NAME', code=EXIT_USAGE)
+        if args.repo_id:
+            try:
+                check_repo_id(args.repo_id)
+            except ValueError as e:
+                raise CliError(f'--repo-id {e}', code=EXIT_USAGE) from e
         if args.checkpoint and not args.dataset:
             raise CliError('name the dataset the checkpoint was fine-tuned on with --dataset NAME, for the model '
                            'card', code=EXIT_USAGE)
@@ -124,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         try:
             deploy.export(model, out, args.format, label_names=label_names, int8_calibration=args.int8_calibration,
-                          int8_samples=args.int8_samples)
+                          int8_samples=args.int8_samples, overwrite=args.overwrite)
         except ValueError as e:  # a calibration folder without images
             raise CliError(str(e), code=EXIT_USAGE) from e
     print(f'wrote {out}: ' + ', '.join(sorted(p.name for p in out.iterdir())))
@@ -133,10 +140,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _export_hub(args: argparse.Namespace, model: nn.Module, report: LoadReport, out: Path, kwargs: Dict[str, Any],
                 label_names: Optional[List[str]]) -> None:
-    """The Hub folder (timm_sesk.publish), plus the data config every export format carries; optionally pushed."""
+    """The Hub folder (timm_sesk.publish); optionally pushed."""
     export_hub_folder(args.model, out, checkpoint=args.checkpoint, dataset=args.dataset, model_args=kwargs,
                       label_names=label_names, license=args.license, repo_id=args.repo_id, model=model, report=report,
-                      layout=args.layout, log=print)
-    deploy.write_data_config(model, out)
+                      layout=args.layout, log=print, overwrite=args.overwrite)
     if args.push:
         print(f'uploaded: {upload_hub_folder(out, args.repo_id, private=args.private)}')
