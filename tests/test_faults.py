@@ -189,7 +189,7 @@ def test_a_hub_download_that_breaks_off_is_one_network_error(hub):
     with hub.faulty(Fault('cut', at=0.5, methods=('GET',))), pytest.raises(PretrainedWeightsError) as err:
         within(WITHIN, lambda: timm.create_model('sk_resnet18', pretrained=True,
                                                  pretrained_cfg_overlay=dict(hf_hub_id=repo)))
-    assert 'the download broke off (RemoteProtocolError: ' in str(err.value)
+    assert 'the download broke off (' in str(err.value)  # RemoteProtocolError (httpx), ChunkedEncodingError (requests)
     assert 'a network problem, nothing was cached' in str(err.value)
 
 
@@ -378,3 +378,45 @@ def test_command_line_network_and_disk_faults_are_one_line(hub, tmp_path, capsys
     line = _one_line(capsys.readouterr().err)
     assert 'uploading' in line and 'Connection refused' in line and 'hf upload sesk-test/push' in line
     assert (out / 'model.safetensors').is_file()
+
+
+# --- the Hub: an unreachable Hub fails at once, a warm cache still loads ---------------------------------------------
+
+@pytest.mark.parametrize('how', ['no answer', 'refused'])
+@pytest.mark.parametrize('name', ['tag', 'hf-hub'])
+def test_a_hub_that_cannot_be_reached_fails_at_once_on_a_cold_cache(hub, request, how, name):
+    repo = f'sesk-test/unreachable-{name}-{how.replace(" ", "-")}'
+    _publish_hub_weights(hub, repo)
+    if how == 'refused':
+        request.getfixturevalue('refusing_hub')
+    before = len(hub.requests)
+
+    def load():
+        if name == 'tag':
+            return timm.create_model('sk_resnet18', pretrained=True, pretrained_cfg_overlay=dict(hf_hub_id=repo))
+        return timm_sesk.load(f'hf-hub:{repo}')
+    start = time.monotonic()
+    with hub.faulty(Fault('stall')) if how == 'no answer' else contextlib.nullcontext(), \
+            pytest.raises(PretrainedWeightsError) as err:
+        within(WITHIN, load)
+    assert time.monotonic() - start < 4 * TIMEOUT + 2  # not huggingface_hub's retries (23 s a file; 6 min silent)
+    message = str(err.value)
+    assert f'hf-hub:{repo}' in message
+    assert 'are not in the local Hugging Face cache, and the Hub cannot be reached (' in message
+    assert (f'no answer within {TIMEOUT:g} s' if how == 'no answer' else 'Connection refused') in message
+    assert f'`hf download {repo}`' in message
+    assert len(hub.requests) - before == (1 if how == 'no answer' else 0), 'asked once, one file, no retries'
+
+
+def test_a_warm_cache_loads_from_a_hub_that_does_not_answer(hub, monkeypatch):
+    from huggingface_hub import constants
+
+    repo = 'sesk-test/warm-and-silent'
+    _publish_hub_weights(hub, repo)
+    expected = timm.create_model('sk_resnet18', pretrained=True, pretrained_cfg_overlay=dict(hf_hub_id=repo))
+    monkeypatch.setattr(constants, 'HF_HUB_ETAG_TIMEOUT', TIMEOUT)  # huggingface_hub's own check for a newer file
+    with hub.faulty(Fault('stall')):
+        model = within(WITHIN, lambda: timm.create_model('sk_resnet18', pretrained=True,
+                                                         pretrained_cfg_overlay=dict(hf_hub_id=repo)))
+    for key, value in expected.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key

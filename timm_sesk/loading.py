@@ -41,7 +41,7 @@ from timm_sesk.weights import (
     unwrap,
     weights_for,
 )
-from timm_sesk.weights._pretrained import explained, find_spec, pretrained_source
+from timm_sesk.weights._pretrained import check_hub, explained, find_spec, pretrained_source
 
 __all__ = [
     'LAYOUTS', 'PLAIN', 'LoadReport', 'checkpoint_filter_fn', 'data_fields', 'describe_weights', 'load', 'load_weights']
@@ -395,6 +395,8 @@ def _load_elsewhere(name: str, pretrained: bool, kwargs: Dict[str, Any]) -> Tupl
         raise PretrainedWeightsError(f'{folder} is not a model folder: it has no config.json (a folder written by '
                                      '`timm-sesk export --format hub` or timm save_for_hf holds one)')
     with explained(f'pretrained weights for {folder or name}', {'hf_hub_id': hub_id}):
+        if hub_id:
+            check_hub(hub_id, ('config.json',), kwargs.get('cache_dir'))  # timm reads it first
         try:
             model = _create(name, kwargs, pretrained=pretrained)
         except RuntimeError as e:  # timm's "Unknown model": an architecture no imported library registers

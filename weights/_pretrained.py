@@ -8,7 +8,9 @@ the weights and the fix. Private: not part of the API.
    would cache it. (torch's ``download_url_to_file`` would do the download, but it hashes in a second pass and has no
    timeout.)
 2. Every other source (Hub, file, state dict, local folder) stays with timm's loader; huggingface_hub downloads Hub
-   files, falls back to its cache where the Hub cannot be reached, and raises typed errors.
+   files, falls back to its cache where the Hub cannot be reached, and raises typed errors. Before a Hub file that is
+   not cached is downloaded, the Hub is asked for it once (``check_hub``), so that a Hub that cannot be reached fails
+   at once instead of after huggingface_hub's retries for each file timm tries.
 3. ``explained`` turns failures into one ``PretrainedWeightsError`` naming the weights and the fix (or a
    ``StorageError`` where the disk refused to write). They are told apart by exception type, and a checkpoint that
    cannot be read by reading the local file again ourselves, never by the wording of torch's or timm's messages.
@@ -22,7 +24,8 @@ by later downloads once untouched for a day (``timm_sesk.files.STALE_AFTER``): n
 long.
 
 Time limits: a download fails when the server does not connect, answer or send 1 KiB within
-``TIMM_SESK_DOWNLOAD_TIMEOUT`` seconds (default 15; read when a download starts).
+``TIMM_SESK_DOWNLOAD_TIMEOUT`` seconds (default 15; read when a download starts). The Hub is asked with the same
+limit.
 
 Pins come only from the manifest (``WeightSpec.hash_prefix``), for the tag's own URL. A URL passed in
 ``pretrained_cfg_overlay`` is not pinned, whatever its name looks like: ``-<hex>.`` is a sha256 prefix only where its
@@ -46,7 +49,7 @@ from urllib.parse import urlparse
 
 import torch
 from huggingface_hub import constants as hub_constants
-from huggingface_hub import scan_cache_dir
+from huggingface_hub import get_hf_file_metadata, hf_hub_url, scan_cache_dir, try_to_load_from_cache
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -62,8 +65,8 @@ from timm_sesk.files import not_a_file, remove_stale, storage_error, storage_err
 
 from .manifest import WEIGHTS, WeightSpec
 
-__all__ = ['describe_network_error', 'download_timeout', 'explained', 'fetch_url', 'find_spec', 'network_errors',
-           'pretrained_source', 'sha256_file', 'url_cache_path']
+__all__ = ['HubUnreachable', 'check_hub', 'describe_network_error', 'download_timeout', 'explained', 'fetch_url',
+           'find_spec', 'network_errors', 'pretrained_source', 'sha256_file', 'url_cache_path']
 
 # The cached Hub files that may be the checkpoint timm read, looked at when a load fails (not config.json, README).
 _CHECKPOINT_SUFFIXES = ('.safetensors', '.bin', '.pth', '.pt', '.tar', '.ckpt')
@@ -72,6 +75,9 @@ _BLOCK = 1 << 20
 _PARTIAL = '.part-'  # a download on its way: <URL folder>/.part-<uuid>-<file name>
 TIMEOUT_SETTING, DEFAULT_TIMEOUT = 'TIMM_SESK_DOWNLOAD_TIMEOUT', 15.0
 _MIN_BYTES = 1024  # a download that receives less in a timeout's time has stalled (a server dripping bytes)
+# The Hub files timm reads a repository's weights from, where its cfg names none: model.safetensors first (timm's
+# load_state_dict_from_hf), then pytorch_model.bin.
+_HUB_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 
 
 def download_timeout() -> float:
@@ -298,6 +304,42 @@ def fetch_url(url: str, pin: Optional[str], what: str, cache_dir: Optional[str] 
     return path
 
 
+class HubUnreachable(Exception):
+    """The Hub cannot be reached (the reason is the message), and the files asked for are not cached."""
+
+
+def check_hub(hub_id: str, filenames: Tuple[str, ...], cache_dir: Optional[str] = None,
+              timeout: Optional[float] = None) -> None:
+    """Where none of ``filenames`` of ``hub_id`` (``repo[@revision]``) is in the local cache, ask the Hub for the
+    first, once, within ``timeout``; raise ``HubUnreachable`` where it does not answer.
+
+    huggingface_hub, which timm calls, retries a Hub it cannot reach before saying the file is not cached (about
+    23 s; over 6 min for a server that accepts and never answers), for each file timm tries. Asking once first turns
+    that into one error within the timeout. Nothing is asked where a file is cached (huggingface_hub falls back to it
+    after one request of its own) or offline mode is on (it asks nothing), and any answer of the Hub's, an error
+    included, leaves the download to huggingface_hub, which raises it typed.
+
+    Args:
+        hub_id: The repository, optionally ``@revision``.
+        filenames: The files timm may read, in its order.
+        cache_dir: The Hub cache, where not the default.
+        timeout: Seconds to wait for the Hub (default: ``download_timeout()``).
+    """
+    if hub_constants.HF_HUB_OFFLINE:
+        return
+    repo_id, _, revision = hub_id.partition('@')
+    if any(isinstance(try_to_load_from_cache(repo_id, name, cache_dir=cache_dir, revision=revision or None), str)
+           for name in filenames):
+        return
+    timeout = download_timeout() if timeout is None else timeout
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, filenames[0], revision=revision or None), timeout=timeout)
+    except network_errors() as e:
+        raise HubUnreachable(describe_network_error(e, timeout)) from e
+    except Exception:  # an answer (a file, or an error huggingface_hub raises typed on the download)
+        return
+
+
 def _pickled_objects(path: str) -> Optional[List[str]]:
     """The Python objects other than tensors a pickled checkpoint would construct (names where known), else None.
 
@@ -398,10 +440,11 @@ def explained(what: str, cfg: Mapping[str, Any], fetched: bool = False,
         yield
     except PretrainedWeightsError:
         raise
-    except LocalEntryNotFoundError as e:  # a FileNotFoundError too: before it
+    except (LocalEntryNotFoundError, HubUnreachable) as e:  # a FileNotFoundError too: before it
+        why = str(e) if isinstance(e, HubUnreachable) else 'offline mode or no network'
         raise PretrainedWeightsError(
-            f'{named} are not in the local Hugging Face cache, and the Hub cannot be reached (offline mode or no '
-            f'network). To get them, {_hub_fetch_hint(hub_id, filename)}.') from e
+            f'{named} are not in the local Hugging Face cache, and the Hub cannot be reached ({why}). To get them, '
+            f'{_hub_fetch_hint(hub_id, filename)}.') from e
     except RepositoryNotFoundError as e:
         raise PretrainedWeightsError(
             f'{named}: the Hub has no repository {repo} (or it is private or gated: log in with `hf auth login`). '
@@ -479,4 +522,7 @@ def pretrained_source(cfg: Mapping[str, Any], cache_dir: Optional[str] = None) -
                                 cache_dir)
         fetched = True
     with explained(what, cfg, fetched, cache_dir):
+        if cfg.get('hf_hub_id') and not local:
+            filename = cfg.get('hf_hub_filename')
+            check_hub(cfg['hf_hub_id'], (filename,) if filename else _HUB_WEIGHT_FILES, cache_dir)
         yield cfg
