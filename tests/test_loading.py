@@ -5,6 +5,7 @@ Each source is a reference network with random weights and randomised BatchNorm 
 compute its logits (relative error below 1e-5 in fp32).
 """
 import argparse
+import re
 
 import pytest
 import safetensors.torch
@@ -15,7 +16,7 @@ from source_nets import build_source_network
 from sources import publish_source
 
 import timm_sesk
-from timm_sesk.errors import NotGraftableError, WeightsMismatchError
+from timm_sesk.errors import InvalidWeightsError, NotGraftableError, WeightsMismatchError
 from timm_sesk.weights import WEIGHTS, create_reference
 
 
@@ -177,3 +178,110 @@ def test_load_builds_once_with_a_checkpoints_head_and_input_size(tmp_path, monke
     assert model.pretrained_cfg['input_size'] == (3, IMG, IMG)
     model, report = timm_sesk.load('se_resnet18', pretrained=False, se_position='post')
     assert str(report) == 'random weights' and 'tag' not in model.pretrained_cfg and len(built) == 2
+
+
+# --- weights checked before use (issue 21) --------------------------------------------------------------------------
+
+_SK18 = {}
+
+
+def _sk18_state() -> dict:
+    """sk_resnet18's random weights (made once), a fresh copy each time."""
+    if not _SK18:
+        _SK18.update(_random('sk_resnet18', seed=10).state_dict())
+    return {k: v.clone() for k, v in _SK18.items()}
+
+
+def _with(key, value):
+    state = _sk18_state()
+    state[key] = value(state[key]) if callable(value) else value
+    return state
+
+
+UNUSABLE = {  # the fault: (the tensor, its new value, what the refusal says)
+    'NaN': ('fc.weight', lambda t: t.index_fill(0, torch.tensor([3]), float('nan')), 'holds 512 NaN and 0 infinite'),
+    'infinity': ('layer2.0.conv2.bn.running_mean', lambda t: t.fill_(float('-inf')), 'holds 0 NaN and 128 infinite'),
+    'int8': ('conv1.weight', lambda t: t.to(torch.int8), 'is int8 where the model holds float32'),
+    'bool': ('fc.bias', lambda t: t > 0, 'is bool where the model holds float32'),
+    'negative running variance': ('bn1.running_var', lambda t: -t, 'holds 64 negative running variances'),
+}
+
+
+@pytest.mark.parametrize('fault', list(UNUSABLE))
+def test_weights_that_cannot_be_used_are_refused_by_name(fault):
+    key, value, says = UNUSABLE[fault]
+    model = timm.create_model('sk_resnet18')
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InvalidWeightsError) as err:
+        timm_sesk.load_weights(model, _with(key, value))
+    assert f'a state dict: tensor {key} {says}' in str(err.value) and err.value.key == key
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing loaded
+
+
+def test_every_route_checks_the_weights(tmp_path, monkeypatch):
+    from timm_sesk.models import SeskResNet
+
+    path = tmp_path / 'int8.pth'  # a file, read by load_weights
+    torch.save(_with('conv1.weight', lambda t: t.to(torch.int8)), path)
+    with pytest.raises(InvalidWeightsError, match=f'checkpoint {path}: tensor conv1.weight is int8'):
+        timm_sesk.load_weights(timm.create_model('sk_resnet18'), path)
+    path = _save(_with('fc.weight', lambda t: t.fill_(float('nan'))), tmp_path / 'nan.safetensors')  # timm's route
+    with pytest.raises(InvalidWeightsError, match=r'tensor fc\.weight holds 512000 NaN'):
+        timm.create_model('sk_resnet18', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    source = _random('sk_resnet18', seed=11)  # a module
+    source.layer4[1].conv2.bn.running_var[5] = -1.0
+    with pytest.raises(InvalidWeightsError, match=r'the sk_resnet18 module: tensor layer4\.1\.conv2\.bn\.running_var'):
+        timm_sesk.load_weights(timm.create_model('sk_resnet18'), source)
+    # A 3-million-class head saved as a broadcast view takes 2 KB in its file and would size a 6 GB model: refused
+    # when the file is read, before any model is built.
+    path = tmp_path / 'broadcast.pth'
+    torch.save(_with('fc.weight', torch.zeros(1, 512).expand(3_000_000, 512)), path)
+    assert path.stat().st_size < 60e6
+    built = []
+    init = SeskResNet.__init__
+    monkeypatch.setattr(SeskResNet, '__init__', lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+    with pytest.raises(InvalidWeightsError, match=r'declares \(3000000, 512\) \(1536000000 values\) but its file '
+                                                  r'stores 512 \(a broadcast view'):
+        timm_sesk.load('sk_resnet18', checkpoint=path)
+    assert not built
+
+
+def test_integer_buffers_and_half_precision_weights_load():
+    state = {k: v.half() if v.is_floating_point() else v for k, v in _sk18_state().items()}
+    state['bn1.num_batches_tracked'] = torch.tensor(7.0)  # a float count: cast, as load_state_dict casts it
+    model = timm.create_model('sk_resnet18')
+    timm_sesk.load_weights(model, state)
+    assert model.conv1.weight.dtype == torch.float32 and torch.equal(model.conv1.weight, state['conv1.weight'].float())
+    assert model.bn1.num_batches_tracked.dtype == torch.int64 and int(model.bn1.num_batches_tracked) == 7
+
+
+MISFITS = {  # a stem or head that differs other than where timm adapts it: (the tensor, its shape, the mismatch)
+    'head of other features': ('fc.weight', (1000, 7), 'fc.weight (1000, 7) vs (1000, 512)'),
+    'head weight and bias disagree': ('fc.bias', (10,), 'fc.bias (10,) vs '),
+    'stem of another kernel': ('conv1.weight', (64, 3, 3, 3), 'conv1.weight (64, 3, 3, 3) vs (64, 3, 7, 7)'),
+    'stem of 1 channel into 3': ('conv1.weight', (64, 1, 7, 7), 'conv1.weight (64, 1, 7, 7) vs (64, 3, 7, 7)'),
+}
+
+
+@pytest.mark.parametrize('route', ['load_weights', 'create_model'])
+@pytest.mark.parametrize('misfit', list(MISFITS))
+def test_a_stem_or_head_that_cannot_be_adapted_is_a_mismatch(misfit, route, tmp_path):
+    """Before, a silently new random head (a head of other features, or of inconsistent classes) or a traceback from
+    load_state_dict (another stem)."""
+    key, shape, says = MISFITS[misfit]
+    path = _save(_with(key, torch.zeros(shape)), tmp_path / 'misfit.safetensors')
+    with pytest.raises(WeightsMismatchError, match=re.escape(says)) as err:
+        if route == 'load_weights':
+            timm_sesk.load_weights(timm.create_model('sk_resnet18'), path)
+        else:
+            timm.create_model('sk_resnet18', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert err.value.fitting_arch() is None  # the weights are this architecture's: no other is looked for
+
+
+def test_timm_still_adapts_the_stem_and_head_it_adapts(tmp_path):
+    source = _random('sk_resnet18', seed=12)
+    path = _save(source.state_dict(), tmp_path / 'weights.safetensors')
+    model = timm.create_model('sk_resnet18', pretrained=True, in_chans=1, num_classes=10,
+                              pretrained_cfg_overlay=dict(file=str(path)))
+    torch.testing.assert_close(model.conv1.weight, source.conv1.weight.sum(dim=1, keepdim=True))
+    assert model.fc.weight.shape == (10, 512)

@@ -15,6 +15,7 @@ __all__ = [
     'ImageNotFoundError',
     'ImageReadError',
     'InvalidInputError',
+    'InvalidWeightsError',
     'MissingExtraError',
     'ModelArgumentsError',
     'NoTwinError',
@@ -57,6 +58,22 @@ class WeightsMismatchError(PretrainedWeightsError):
         """``(architecture, layout)`` of the first zoo model the weights fit exactly, found by their keys (a few
         seconds: each candidate is built on the meta device); None if none does."""
         return self._guess() if self._guess is not None else None
+
+
+class InvalidWeightsError(PretrainedWeightsError):
+    """Weights whose values cannot be used: a tensor holds NaN or infinity, is not floating point where the model's
+    is, holds a negative running variance, or declares more values than its file stores (a broadcast view); nothing
+    was loaded.
+
+    Attributes:
+        source: The weights, as messages name them.
+        key: The tensor's name in the weights.
+    """
+
+    def __init__(self, message: str, source: str, key: str):
+        super().__init__(message)
+        self.source = source
+        self.key = key
 
 
 class CheckpointReadError(ValueError):

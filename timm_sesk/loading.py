@@ -12,7 +12,7 @@ loads its pretrained weights, a checkpoint's, or none, as the command line does.
 """
 import os
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -33,6 +33,7 @@ from timm_sesk.weights import (
     REFERENCES,
     Checkpoint,
     WeightSpec,
+    check_values,
     classifier_size,
     convert_state_dict,
     ema_choice,
@@ -136,18 +137,26 @@ def _network(layout: str, arch: str) -> Optional[str]:
 
 
 def _fit(state_dict: Mapping[str, torch.Tensor], model: nn.Module, layout: Optional[str], source: str,
-         recorded_arch: Optional[str] = None, train_args: Optional[Dict[str, Any]] = None) -> Tuple[StateDict, str]:
-    """The weights in our layout, fitting the model exactly but for its stem and head, and the layout they were in.
+         recorded_arch: Optional[str] = None, train_args: Optional[Dict[str, Any]] = None,
+         adapt: Tuple[bool, bool] = (True, True)) -> Tuple[StateDict, str]:
+    """The weights in our layout, fitting the model exactly but for its stem and head, checked before use, and the
+    layout they were in.
+
+    ``adapt`` says whether the stem and the head may differ from the model's, as ``_adapt`` (or timm's
+    ``load_pretrained``) adapts them: a 3-channel stem to the model's input channels, a classifier of another class
+    count (or none) to the model's own head. Any other difference in them is a mismatch.
 
     Raises:
         WeightsMismatchError: They fit in none of the layouts tried (the closest one's keys are listed, with
             ``recorded_arch`` and ``train_args`` from their file, for the message).
         NotGraftableError: They are a plain network's, and the model has no exact graft from one.
+        InvalidWeightsError: They fit, but a tensor cannot be used (``timm_sesk.weights.check_values``).
     """
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f'layout must be one of {LAYOUTS} or None (found from the keys), got {layout!r}')
     arch, (stem, head) = _arch(model), _prefixes(model)
-    expected = {k: v.shape for k, v in model.state_dict().items()}
+    own = model.state_dict()
+    expected = {k: v.shape for k, v in own.items()}
     closest = None
     for candidate in [layout] if layout else _layouts(arch):
         try:
@@ -163,24 +172,38 @@ def _fit(state_dict: Mapping[str, torch.Tensor], model: nn.Module, layout: Optio
             if layout is not None:
                 raise
             continue
-        has_head = any(k.startswith(head) for k in mapped)  # else the model keeps its own
-        result = fit(mapped, {k: v for k, v in expected.items() if has_head or not k.startswith(head)}, (stem, head))
+        stem_weight = mapped.get(f'{stem}weight')
+        adaptable = {**({stem: 1} if adapt[0] and stem_weight is not None and stem_weight.ndim == 4
+                        and stem_weight.shape[1] == 3 else {}), **({head: 0} if adapt[1] else {})}
+        keep_own_head = adapt[1] and not any(k.startswith(head) for k in mapped)  # a backbone's weights
+        result = fit(mapped, {k: v for k, v in expected.items() if not (keep_own_head and k.startswith(head))},
+                     adaptable)
         if result.ok:
+            check_values(mapped, {k: v.dtype for k, v in own.items()}, source, original=state_dict)
             return mapped, candidate
         if closest is None or result.problems < closest.problems:
             closest = result
+    # Only the stem or the classifier differs: the weights are this architecture's (every zoo model differs from the
+    # others elsewhere), so no other is looked for.
+    ends = not (closest.missing or closest.unexpected) and all(m.startswith((stem, head)) for m in closest.mismatched)
     raise WeightsMismatchError(closest.explain(source, type(model).__name__), source, arch, closest, recorded_arch,
-                               train_args, guess=partial(_fitting_arch, state_dict, arch))
+                               train_args, guess=None if ends else partial(_fitting_arch, state_dict, arch))
+
+
+@cache
+def _structure(arch: str) -> nn.Module:
+    """The zoo model ``arch`` with default arguments on the meta device (no memory, about 0.1 s to build), built once
+    per process: the candidates weights that fit no model are tried against."""
+    with torch.device('meta'):
+        return timm.create_model(arch)
 
 
 def _fitting_arch(state_dict: Mapping[str, torch.Tensor], exclude: str) -> Optional[Tuple[str, str]]:
     """``(architecture, layout)`` of the first zoo model, in declaration order, the weights fit with default
-    arguments; each is built on the meta device (no memory, about 0.1 s)."""
+    arguments."""
     for arch in (a for a in REFERENCES if a != exclude):
-        with torch.device('meta'):
-            candidate = timm.create_model(arch)
         try:
-            return arch, _fit(state_dict, candidate, None, arch)[1]
+            return arch, _fit(state_dict, _structure(arch), None, arch)[1]
         except (PretrainedWeightsError, NotGraftableError):
             continue
     return None
@@ -265,7 +288,13 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module, layout
     weights, entry = unwrap(state_dict)
     (label, where), spec = _names(cfg), find_spec(cfg)
     if reports is None:
-        return _fit(weights, model, layout, f'pretrained weights ({where})')[0]
+        # timm's load_pretrained adapts what is left: a stem declared (and found) 3-channel to other input channels,
+        # and a head of other classes than the cfg's, which it drops; anything else must fit as it is.
+        in_chans = model.get_submodule(_prefixes(model)[0][:-1]).in_channels
+        declared = (cfg.get('input_size') or (3,))[0]
+        timm_adapts = (in_chans != 3 and declared == 3,
+                       getattr(model, 'num_classes', None) != cfg.get('num_classes', 1000))
+        return _fit(weights, model, layout, f'pretrained weights ({where})', adapt=timm_adapts)[0]
     loadable, report = _prepare(weights, model, layout, label, f'pretrained weights ({where})',
                                 tag=spec is not None and label == spec.name, entry=entry, path=cfg.get('file'))
     reports.append(report)

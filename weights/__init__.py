@@ -18,6 +18,7 @@ from .checkpoint import EMA_KEYS, Checkpoint, ema_choice, unwrap
 from .manifest import NO_WEIGHTS, WEIGHTS, ReportedAccuracy, WeightSpec
 from .mapping import MAPPINGS, Fit, classifier_size, convert_state_dict, fit
 from .references import REFERENCES, Reference, create_reference
+from .values import check_storage, check_values
 
 __all__ = [
     'EMA_KEYS',
@@ -33,6 +34,8 @@ __all__ = [
     'ReportedAccuracy',
     'WeightSpec',
     'archs_with_weights',
+    'check_storage',
+    'check_values',
     'classifier_size',
     'convert_state_dict',
     'create_reference',

@@ -16,6 +16,8 @@ from timm.models import clean_state_dict
 from timm_sesk.errors import CheckpointReadError
 from timm_sesk.files import not_a_file
 
+from .values import check_storage
+
 __all__ = ['EMA_KEYS', 'Checkpoint', 'ema_choice', 'unwrap']
 
 StateDict = Dict[str, torch.Tensor]
@@ -86,6 +88,8 @@ class Checkpoint:
 
         Raises:
             CheckpointReadError: The file is not a checkpoint (or holds other Python objects).
+            InvalidWeightsError: A tensor declares more values than the file stores for it (``check_storage``):
+                refused here, before its shape sizes a model.
         """
         path = str(path)
         kind = not_a_file(path)
@@ -114,6 +118,7 @@ class Checkpoint:
         state_dict, entry = unwrap(content, ema)
         if not state_dict:
             raise CheckpointReadError(f'cannot read checkpoint {path}: it holds no tensors')
+        check_storage(state_dict, f'checkpoint {path}')
         return cls(path, state_dict, entry, arch, train_args, ema_choice(content, entry))
 
     @property

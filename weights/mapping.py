@@ -6,6 +6,7 @@ result fits a model exactly is ``fit``'s to say.
 """
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
@@ -197,12 +198,34 @@ class Fit:
 
 
 def fit(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size],
-        adaptable: Iterable[str] = ()) -> Fit:
-    """How ``state_dict`` fits a model whose state dict has the keys and shapes ``expected``; tensors under the
-    ``adaptable`` prefixes may differ in shape or be absent from the model."""
-    adaptable = tuple(adaptable)
+        adaptable: Mapping[str, int] = MappingProxyType({})) -> Fit:
+    """How ``state_dict`` fits a model whose state dict has the keys and shapes ``expected``.
+
+    Args:
+        state_dict: The weights, in the model's layout.
+        expected: The model's keys and shapes.
+        adaptable: Key prefixes whose tensors may differ from the model's in one dimension, ``{prefix: dim}``, or
+            be absent from the model: the stem's input channels (``{'conv1.': 1}``, which timm's
+            ``adapt_input_conv`` adapts) and the classifier's classes (``{'fc.': 0}``, a new head). Every other
+            dimension must match, and the prefix's tensors must agree on that one (a classifier's weight and bias
+            on its classes).
+    """
+    def dim_of(key: str) -> Optional[int]:
+        return next((dim for prefix, dim in adaptable.items() if key.startswith(prefix)), None)
+
+    def fits(key: str) -> bool:
+        theirs, ours, dim = state_dict[key].shape, expected[key], dim_of(key)
+        return theirs == ours or (dim is not None and len(theirs) == len(ours) and all(
+            a == b for i, (a, b) in enumerate(zip(theirs, ours)) if i != dim))
+
+    mismatched = [f'{k} {tuple(state_dict[k].shape)} vs {tuple(shape)}' for k, shape in expected.items()
+                  if k in state_dict and not fits(k)]
+    for prefix, dim in adaptable.items():
+        sizes = {k: v.shape[dim] for k, v in state_dict.items() if k.startswith(prefix) and k in expected
+                 and v.ndim > dim}
+        if len(set(sizes.values())) > 1:
+            mismatched.append(' vs '.join(f'{k} {tuple(state_dict[k].shape)}' for k in sizes))
     return Fit(
         missing=[k for k in expected if k not in state_dict],
-        unexpected=[k for k in state_dict if k not in expected and not k.startswith(adaptable)],
-        mismatched=[f'{k} {tuple(state_dict[k].shape)} vs {tuple(shape)}' for k, shape in expected.items()
-                    if k in state_dict and state_dict[k].shape != shape and not k.startswith(adaptable)])
+        unexpected=[k for k in state_dict if k not in expected and dim_of(k) is None],
+        mismatched=mismatched)

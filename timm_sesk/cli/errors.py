@@ -17,6 +17,7 @@ from timm_sesk.errors import (
     ImageNotFoundError,
     ImageReadError,
     InvalidInputError,
+    InvalidWeightsError,
     MissingExtraError,
     ModelArgumentsError,
     NotGraftableError,
@@ -87,6 +88,7 @@ def _arguments(error: ModelArgumentsError) -> str:
 ERRORS: Tuple[Tuple[Type[BaseException], Callable[[BaseException], int], Callable[[BaseException], str]], ...] = (
     (CliError, lambda e: e.code, str),
     (WeightsMismatchError, lambda e: EXIT_FAILURE, _mismatch),
+    (InvalidWeightsError, lambda e: EXIT_FAILURE, str),
     (PretrainedWeightsError, lambda e: EXIT_FAILURE, lambda e: f'{e} {_WEIGHTS_HINT}'),
     (ModelArgumentsError, lambda e: EXIT_USAGE, _arguments),
     (NotGraftableError, lambda e: EXIT_USAGE, str),
