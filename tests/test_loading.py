@@ -5,6 +5,7 @@ Each source is a reference network with random weights and randomised BatchNorm 
 compute its logits (relative error below 1e-5 in fp32).
 """
 import argparse
+import json
 import re
 
 import pytest
@@ -16,7 +17,8 @@ from source_nets import build_source_network
 from sources import publish_source
 
 import timm_sesk
-from timm_sesk.errors import InvalidWeightsError, NotGraftableError, WeightsMismatchError
+from timm_sesk.data import CROP_PCT_RANGE, MAX_INPUT_SIZE, eval_transform
+from timm_sesk.errors import InvalidWeightsError, ModelConfigError, NotGraftableError, WeightsMismatchError
 from timm_sesk.weights import WEIGHTS, create_reference
 
 
@@ -285,3 +287,54 @@ def test_timm_still_adapts_the_stem_and_head_it_adapts(tmp_path):
                               pretrained_cfg_overlay=dict(file=str(path)))
     torch.testing.assert_close(model.conv1.weight, source.conv1.weight.sum(dim=1, keepdim=True))
     assert model.fc.weight.shape == (10, 512)
+
+
+def test_a_checkpoints_data_arguments_are_bounded_before_anything_uses_them(tmp_path):
+    state = _sk18_state()
+    for args, says in ((dict(img_size=20000), 'input_size (3, 20000, 20000) cannot be used; expected a height and '
+                                              f'width of at most {MAX_INPUT_SIZE} px'),
+                       (dict(crop_pct=0.001), 'crop_pct 0.001 cannot be used'),
+                       (dict(mean=[0.5, float('nan'), 0.5]), 'mean (0.5, nan, 0.5) cannot be used')):
+        path = tmp_path / 'train.pth.tar'
+        torch.save({'arch': 'sk_resnet18', 'args': argparse.Namespace(**args), 'state_dict': state}, path)
+        model = timm.create_model('sk_resnet18')
+        before = model.conv1.weight.clone()
+        with pytest.raises(ModelConfigError, match=re.escape(f"checkpoint {path}'s train.py arguments: {says}")):
+            timm_sesk.load_weights(model, path)
+        assert torch.equal(model.conv1.weight, before)
+    args = dict(img_size=MAX_INPUT_SIZE, crop_pct=CROP_PCT_RANGE[0])  # at the bounds: loads
+    torch.save({'arch': 'sk_resnet18', 'args': argparse.Namespace(**args), 'state_dict': state}, path)
+    model, _ = timm_sesk.load('sk_resnet18', checkpoint=path)
+    assert model.pretrained_cfg['input_size'] == (3, MAX_INPUT_SIZE, MAX_INPUT_SIZE)
+
+
+def test_the_eval_transform_refuses_a_data_config_out_of_bounds():
+    """The one place predict, validate, attention and the exported runtimes make their transform: whatever file the
+    model's data config came from (an exported folder's, an overlay's), it is bounded before any image is resized."""
+    model = timm.create_model('sk_resnet18', pretrained_cfg_overlay=dict(input_size=(3, 4096, 4096)))
+    with pytest.raises(ModelConfigError, match=r"the model's data config .*: input_size"):
+        eval_transform(model)
+    assert eval_transform(model, size=IMG)[1]['input_size'] == (3, IMG, IMG)  # unless --img-size sets its own
+
+
+# --- a Hub repository's config.json, checked before timm builds from it ---------------------------------------------
+
+@pytest.mark.parametrize('change, says', [
+    (dict(num_classes=-5), 'num_classes -5 cannot be used'),  # built a 1000-class head over random weights
+    (dict(num_classes=10 ** 9), 'num_classes 1000000000 cannot be used'),  # asked for 2 TB
+    (dict(model_args={'features_only': True}), 'model_args sets features_only'),
+    (dict(pretrained_cfg={'std': [0, 0, 0]}), 'std [0, 0, 0] cannot be used'),
+])
+def test_a_hub_config_is_checked_before_a_model_is_built(change, says, hub, monkeypatch):
+    from timm_sesk.models import SeskResNet
+
+    config = {'architecture': 'sk_resnet18', 'num_classes': 3, 'pretrained_cfg': {}, **change}
+    repo = f'sesk-test/loading-config-{abs(hash(says))}'
+    hub.publish(repo, 'config.json', json.dumps(config).encode())
+    hub.publish(repo, 'model.safetensors', b'never read')
+    built = []
+    init = SeskResNet.__init__
+    monkeypatch.setattr(SeskResNet, '__init__', lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+    with pytest.raises(ModelConfigError, match=re.escape(f"hf-hub:{repo}'s config.json") + '.*' + re.escape(says)):
+        timm_sesk.load(f'hf-hub:{repo}')
+    assert not built

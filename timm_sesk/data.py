@@ -6,18 +6,21 @@ folder's class subfolders onto the model's head.
 """
 import contextlib
 import difflib
+import math
 import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from timm_sesk.errors import ClassMappingError, ImageFolderError, ImageNotFoundError, ImageReadError
+from timm_sesk.errors import ClassMappingError, ImageFolderError, ImageNotFoundError, ImageReadError, ModelConfigError
 
 __all__ = [
+    'CROP_PCT_RANGE',
     'MAX_ASPECT_RATIO',
+    'MAX_INPUT_SIZE',
     'SPLIT_NAMES',
     'ClassMappingError',
     'FolderDataset',
@@ -25,6 +28,7 @@ __all__ = [
     'ImageFolderError',
     'ImageNotFoundError',
     'ImageReadError',
+    'check_data_config',
     'class_mapping',
     'eval_transform',
     'even_indices',
@@ -88,6 +92,87 @@ def read_image(path: Union[str, Path]):
                              'image file PIL can decode') from e
 
 
+# Bounds on the data config a file gives (a checkpoint's train.py arguments, a Hub config.json, an exported folder):
+# timm's eval transform allocates the image resized to input size / crop_pct, then the input tensor, so both come from
+# the file. The input size may be at most 2048 px a side, twice the largest input of timm's pretrained models (1024
+# px): a 2048 x 2048 image takes 50 MB as a float tensor, where the 20000 px of a hostile train.py argument took 4.8
+# GB. crop_pct may be 0.5 to 2 (timm's pretrained configs use 0.875 to 1.15), so the image resized before the crop is
+# at most twice the input size a side. --img-size on the command line is the user's own and is not bounded.
+MAX_INPUT_SIZE = 2048
+CROP_PCT_RANGE = (0.5, 2.0)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f'{text[:57]}...'
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _float32(value: Any) -> float:
+    """The value as the transform computes with it (float32): NaN for a non-number, infinity beyond float32."""
+    import numpy as np
+
+    if not _number(value):
+        return float('nan')
+    with np.errstate(over='ignore'):
+        return float(np.float32(value)) if abs(value) < 1e39 else float('inf')
+
+
+def check_data_config(config: Mapping[str, Any], source: str) -> None:
+    """Refuse a data config (timm's: ``input_size``, ``crop_pct``, ``mean``, ``std``, ``interpolation``, and their
+    ``test_`` variants) that would make timm's eval transform allocate absurd memory or fail on the first image.
+    Fields absent or None are left to timm's defaults.
+
+    Args:
+        config: The data config, or the fields of a pretrained cfg.
+        source: Where it comes from, for the message (``checkpoint PATH's train.py arguments``).
+
+    Raises:
+        ModelConfigError: A field is of the wrong type or out of bounds (``MAX_INPUT_SIZE``, ``CROP_PCT_RANGE``);
+            the message names it, its value and what is expected.
+    """
+    from timm.data import str_to_interp_mode
+
+    def refuse(field: str, expected: str) -> None:
+        raise ModelConfigError(f'{source}: {field} {_shown(config[field])} cannot be used; expected {expected}')
+
+    channels = None  # the input's, where input_size gives them
+    for field in ('input_size', 'test_input_size'):
+        size = config.get(field)
+        if size is None:
+            continue
+        if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+            refuse(field, '[channels, height, width], positive integers')
+        if max(size[1:]) > MAX_INPUT_SIZE:
+            refuse(field, f'a height and width of at most {MAX_INPUT_SIZE} px (timm_sesk.data.MAX_INPUT_SIZE)')
+        channels = size[0] if field == 'input_size' else channels
+    low, high = CROP_PCT_RANGE
+    for field in ('crop_pct', 'test_crop_pct'):
+        value = config.get(field)
+        if value is not None and not (_number(value) and low <= value <= high):
+            refuse(field, f'a number from {low} to {high} (the fraction of the resized image the center crop keeps)')
+    for field in ('mean', 'std'):
+        values = config.get(field)
+        if values is None:
+            continue
+        values = values if isinstance(values, (list, tuple)) else [values]
+        as_f32 = [_float32(v) for v in values]
+        if not as_f32 or len(values) not in (1, channels or len(values)) or not all(
+                math.isfinite(v) for v in as_f32) or (field == 'std' and min(as_f32) <= 0):
+            count = ('1' if channels == 1 else f'1 or {channels}') if channels else 'one per channel, or one for all,'
+            refuse(field, f'{count} finite numbers' + (', each above 0 in float32' if field == 'std' else ''))
+    interpolation = config.get('interpolation')
+    if interpolation is not None:
+        try:
+            str_to_interp_mode(interpolation)
+        except (KeyError, TypeError):
+            refuse('interpolation', "one of timm's interpolation names (bilinear, bicubic, nearest, ...)")
+
+
 def _check_aspect_ratio(size: Tuple[int, int], path: Union[str, Path]) -> None:
     ratio = max(size) / max(min(size), 1)
     if ratio > MAX_ASPECT_RATIO:
@@ -135,12 +220,20 @@ def _eight_bit_rgb(image, path: Union[str, Path]):
 
 def eval_transform(model: Any, size: Optional[int] = None) -> Tuple[Callable, Dict[str, Any]]:
     """timm's eval transform for the model (its pretrained cfg's resize, crop and normalisation) and its data config,
-    optionally at another square input size with the same crop fraction."""
+    optionally at another square input size with the same crop fraction.
+
+    Raises:
+        ModelConfigError: The model's data config is out of bounds (``check_data_config``): it came from a file.
+    """
     from timm.data import create_transform, resolve_model_data_config
 
     config = resolve_model_data_config(model)
     if size is not None:
         config['input_size'] = (config['input_size'][0], size, size)
+    # What came from the model's pretrained cfg (a file: a checkpoint's, a Hub repository's, an exported folder's);
+    # not a size the caller gives.
+    check_data_config({k: v for k, v in config.items() if size is None or k != 'input_size'},
+                      "the model's data config (from its pretrained cfg)")
     return create_transform(**config), config
 
 

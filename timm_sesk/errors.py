@@ -18,6 +18,7 @@ __all__ = [
     'InvalidWeightsError',
     'MissingExtraError',
     'ModelArgumentsError',
+    'ModelConfigError',
     'NoTwinError',
     'NotGraftableError',
     'PretrainedWeightsError',
@@ -104,6 +105,12 @@ class ModelArgumentsError(ValueError):
         self.name = name
         self.kwargs = kwargs
         self.reason = reason
+
+
+class ModelConfigError(ValueError):
+    """A configuration read from a file cannot be used: a Hub repository's ``config.json`` (not JSON, not an object,
+    fields of the wrong type, sizes out of bounds, arguments the model cannot be built with), or the data config of
+    weights (input size, crop, mean, std, interpolation); nothing was built or allocated from it."""
 
 
 class ImageReadError(ValueError):

@@ -21,13 +21,16 @@ import torch
 from timm.models import adapt_input_conv, load_pretrained
 from torch import nn
 
+from timm_sesk.data import check_data_config
 from timm_sesk.errors import (
     CheckpointReadError,
     ModelArgumentsError,
+    ModelConfigError,
     NotGraftableError,
     PretrainedWeightsError,
     WeightsMismatchError,
 )
+from timm_sesk.hub_config import LOCAL_PREFIX, read_hub_config
 from timm_sesk.weights import (
     MAPPINGS,
     REFERENCES,
@@ -53,8 +56,6 @@ Source = Union[str, os.PathLike, Mapping[str, Any], WeightSpec, Checkpoint, nn.M
 # A plain ResNet / ResNeXt's weights (timm's resnet*, resnext*, torchvision's), grafted onto an SE/SK model.
 PLAIN = 'plain'
 LAYOUTS = (*MAPPINGS, PLAIN)
-# timm's prefix of a model folder (config.json and weights, as save_for_hf writes it) in a model name.
-_LOCAL = 'local-dir:'
 # Pretrained cfg fields that describe a tag's weights and where they come from, not the weights a model holds.
 _SOURCE_FIELDS = ('tag', 'hf_hub_id', 'hf_hub_filename', 'url', 'file', 'state_dict', 'source', 'origin_url',
                   'test_input_size', 'test_crop_pct', 'label_names', 'label_descriptions')
@@ -345,6 +346,10 @@ def load_weights(model: nn.Module, source: Source, *, layout: Optional[str] = No
     Raises:
         CheckpointReadError: A file is not a checkpoint.
         WeightsMismatchError: The weights fit the model in no layout.
+        InvalidWeightsError: A tensor cannot be used: NaN or infinity, not floating point where the model's is, a
+            negative running variance, or more values than its file stores (``timm_sesk.weights.check_values``).
+        ModelConfigError: A ``train.py`` checkpoint's data arguments are out of bounds
+            (``timm_sesk.data.check_data_config``).
         NotGraftableError: A plain network's weights, onto a model with no exact graft from one.
         PretrainedWeightsError: A tag's file cannot be fetched or read.
     """
@@ -366,6 +371,7 @@ def load_weights(model: nn.Module, source: Source, *, layout: Optional[str] = No
 
             resolved = resolve_data_config(dict(source.data_args), model=model)
             data = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in resolved.items()}
+            check_data_config(data, f"{label}'s train.py arguments")  # before its input size sizes anything
     elif isinstance(source, nn.Module):
         cfg = getattr(source, 'pretrained_cfg', None) or {}
         label, known, state_dict = f"the {cfg.get('architecture') or type(source).__name__} module", {}, \
@@ -397,48 +403,42 @@ def _create(name: str, kwargs: Dict[str, Any], **defaults: Any) -> nn.Module:
         raise ModelArgumentsError(name, kwargs, reason) from e
 
 
-def _config_architecture(name: str) -> Optional[str]:
-    """The architecture the config.json of a model folder (``local-dir:PATH``) or of an ``hf-hub:`` repository (in
-    the cache) names, None where there is none."""
-    import json
-
-    from huggingface_hub import try_to_load_from_cache
-
-    if name.startswith(_LOCAL):
-        path: Any = str(Path(name[len(_LOCAL):]) / 'config.json')
-    else:
-        repo, _, revision = name[len('hf-hub:'):].partition('@')
-        path = try_to_load_from_cache(repo, 'config.json', revision=revision or None)
-    try:
-        return json.loads(Path(path).read_text()).get('architecture') if isinstance(path, str) else None
-    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object
-        return None
-
-
 def _load_elsewhere(name: str, pretrained: bool, kwargs: Dict[str, Any]) -> Tuple[nn.Module, LoadReport]:
     """A model of a name outside the zoo (an ``hf-hub:`` repository, a ``local-dir:`` model folder, a timm model),
-    built and loaded by timm."""
+    built and loaded by timm; the config.json of a repository or folder is checked first (``timm_sesk.hub_config``)."""
     hub_id = name[len('hf-hub:'):] if name.startswith('hf-hub:') else None
-    folder = name[len(_LOCAL):] if name.startswith(_LOCAL) else None
+    folder = name[len(LOCAL_PREFIX):] if name.startswith(LOCAL_PREFIX) else None
     if folder is not None and not (Path(folder) / 'config.json').is_file():
         raise PretrainedWeightsError(f'{folder} is not a model folder: it has no config.json (a folder written by '
                                      '`timm-sesk export --format hub` or timm save_for_hf holds one)')
     with explained(f'pretrained weights for {folder or name}', {'hf_hub_id': hub_id}):
         if hub_id:
             check_hub(hub_id, ('config.json',), kwargs.get('cache_dir'))  # timm reads it first
-        try:
-            model = _create(name, kwargs, pretrained=pretrained)
-        except RuntimeError as e:  # timm's "Unknown model": an architecture no imported library registers
-            architecture = _config_architecture(name) if hub_id or folder else None
-            if folder is not None and (architecture is None or timm.is_model(architecture)):
-                raise PretrainedWeightsError(f'{folder}: {str(e).strip().splitlines()[0]}') from e  # no weights file
-            if architecture is None or timm.is_model(architecture):
-                raise
+        architecture = read_hub_config(name, kwargs.get('cache_dir'))['architecture'] if hub_id or folder else None
+        if architecture is not None and not timm.is_model(architecture):
             raise PretrainedWeightsError(
                 f'{folder or name} is a {architecture} model, an architecture timm does not know (import the library '
-                'that registers it first)') from e
+                'that registers it first)')
+        try:
+            model = _create(name, kwargs, pretrained=pretrained)
+        except (PretrainedWeightsError, CheckpointReadError, NotGraftableError):
+            raise
+        except RuntimeError as e:  # timm's loader refuses the weights (no file, shapes that differ from the model's)
+            if architecture is None:
+                raise
+            raise PretrainedWeightsError(f'{folder or name}: {" ".join(str(e).split())}') from e
+        except (ModelArgumentsError, TypeError, ValueError, AssertionError, KeyError) as e:
+            if architecture is None:
+                raise
+            reason = e.reason if isinstance(e, ModelArgumentsError) else \
+                (str(e).strip().splitlines() or [type(e).__name__])[0]
+            given = ' and the arguments given' if kwargs else ''
+            raise ModelConfigError(f"cannot build {folder or name} ({architecture} with its config.json's model_args"
+                                   f'{given}): {reason}') from e
     if not pretrained:
         return model, LoadReport('random weights')
+    if architecture is not None:  # loaded by timm's own loader (a timm model's, e.g. a portable export): values checked
+        check_values(model.state_dict(), {}, folder or name)
     # timm gives a head of another size than the weights' classifier (num_classes) its own random weights.
     trained = model.pretrained_cfg.get('num_classes')
     random_head = model.num_classes if model.num_classes and trained and model.num_classes != trained else None
@@ -479,7 +479,7 @@ def load(name: str, *, pretrained: bool = True, checkpoint: Optional[Union[str, 
     if name.partition('.')[0] not in REFERENCES:
         if checkpoint is not None:
             raise ValueError(f"a checkpoint loads into one of the zoo's models (timm_sesk.list_models()), not {name}")
-        return _load_elsewhere(_LOCAL + str(name) if os.path.isdir(name) else name, pretrained, kwargs)
+        return _load_elsewhere(LOCAL_PREFIX + str(name) if os.path.isdir(name) else name, pretrained, kwargs)
     if checkpoint is not None:
         weights = Checkpoint.read(checkpoint, ema)
         classes = classifier_size(weights.state_dict)

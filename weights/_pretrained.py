@@ -60,7 +60,7 @@ from huggingface_hub.errors import (
 )
 from timm.models import load_state_dict
 
-from timm_sesk.errors import PretrainedWeightsError
+from timm_sesk.errors import ModelConfigError, PretrainedWeightsError
 from timm_sesk.files import not_a_file, remove_stale, storage_error, storage_errors
 
 from .manifest import WEIGHTS, WeightSpec
@@ -438,7 +438,7 @@ def explained(what: str, cfg: Mapping[str, Any], fetched: bool = False,
     repo = hub_id.partition('@')[0]
     try:
         yield
-    except PretrainedWeightsError:
+    except (PretrainedWeightsError, ModelConfigError):  # explained already (a config.json is not the weights)
         raise
     except (LocalEntryNotFoundError, HubUnreachable) as e:  # a FileNotFoundError too: before it
         why = str(e) if isinstance(e, HubUnreachable) else 'offline mode or no network'

@@ -14,6 +14,7 @@ from torch import nn
 
 import timm_sesk
 from timm_sesk.data import read_label_names
+from timm_sesk.hub_config import hub_repo
 from timm_sesk.loading import LoadReport
 from timm_sesk.weights import EMA_KEYS, weights_for
 from timm_sesk.zoo import did_you_mean
@@ -45,9 +46,14 @@ def is_model_folder(name: str) -> bool:
 
 
 def check_model_name(name: str) -> str:
-    """The architecture of a zoo model name (``arch`` or ``arch.tag``); ``hf-hub:`` ids pass unchecked, and so does
-    a model folder (config.json and weights, as ``export --format hub`` writes it), which is checked to be one."""
+    """The architecture of a zoo model name (``arch`` or ``arch.tag``); an ``hf-hub:`` id passes once its repository
+    id is one the Hub allows, and a model folder (config.json and weights, as ``export --format hub`` writes it)
+    once it is checked to be one."""
     if name.startswith('hf-hub:'):
+        try:
+            hub_repo(name)
+        except ValueError as e:  # huggingface_hub's HFValidationError
+            raise CliError(f'{name!r} is not a Hub model id, hf-hub:ORG/NAME[@REVISION]: {e}', code=EXIT_USAGE) from e
         return name
     if is_model_folder(name):
         folder = Path(name)
