@@ -5,6 +5,7 @@ Each source is a reference network with random weights and randomised BatchNorm 
 compute its logits (relative error below 1e-5 in fp32).
 """
 import argparse
+import io
 import json
 import re
 
@@ -20,6 +21,7 @@ import timm_sesk
 from timm_sesk.data import CROP_PCT_RANGE, MAX_INPUT_SIZE, eval_transform
 from timm_sesk.errors import InvalidWeightsError, ModelConfigError, NotGraftableError, WeightsMismatchError
 from timm_sesk.weights import WEIGHTS, create_reference
+from timm_sesk.weights._pretrained import find_spec
 
 
 def _x(batch=2):
@@ -315,6 +317,35 @@ def test_the_eval_transform_refuses_a_data_config_out_of_bounds():
     with pytest.raises(ModelConfigError, match=r"the model's data config .*: input_size"):
         eval_transform(model)
     assert eval_transform(model, size=IMG)[1]['input_size'] == (3, IMG, IMG)  # unless --img-size sets its own
+
+
+# --- what a report names is what was loaded (pretrained_cfg_overlay) ------------------------------------------------
+
+def test_an_overlay_url_is_reported_as_what_timm_loads(hub):
+    """timm takes the first of state_dict, file, hf_hub_id and url: an overlay URL on a URL tag loads that URL's
+    file, on a Hub tag the Hub's. Before, the URL tag's report (and a card) named the tag for the other file."""
+    tag = next(s for s in WEIGHTS if s.name == 'se_resnet18_orig.in1k')  # a URL tag
+    other = _reference('se_resnet18_orig', seed=13)
+    url = hub.publish_url('other-se18.pth', _bytes(other.state_dict()))
+    model, report = timm_sesk.load(tag.name, pretrained_cfg_overlay=dict(url=url))
+    assert report.source == url and find_spec(model.pretrained_cfg) is None and 'tag' not in model.pretrained_cfg
+    assert _same_logits(model, other) < 1e-5
+
+    hub_tag = next(s for s in WEIGHTS if s.name == 'sk_resnet18.ra_in1k')
+    source = publish_source(hub, hub_tag, seed=14)
+    model, report = timm_sesk.load(hub_tag.name, pretrained_cfg_overlay=dict(url=url))  # outranked by hf_hub_id
+    assert report.source == hub_tag.name and model.pretrained_cfg['tag'] == 'ra_in1k'
+    assert _same_logits(model, source) < 1e-5
+    mine = _random('sk_resnet18', seed=15)  # the URL wins where the overlay clears the Hub id, as in timm
+    url = hub.publish_url('other-sk18.pth', _bytes(mine.state_dict()))
+    model, report = timm_sesk.load(hub_tag.name, pretrained_cfg_overlay=dict(url=url, hf_hub_id=None))
+    assert report.source == url and 'tag' not in model.pretrained_cfg and _same_logits(model, mine) < 1e-5
+
+
+def _bytes(state_dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    return buffer.getvalue()
 
 
 # --- a Hub repository's config.json, checked before timm builds from it ---------------------------------------------

@@ -489,4 +489,7 @@ def load(name: str, *, pretrained: bool = True, checkpoint: Optional[Union[str, 
     if not pretrained:
         describe_weights(model)
         return model, LoadReport('random weights')
-    return model, _load_cfg(model, model.pretrained_cfg, cache_dir=kwargs.get('cache_dir'))
+    report = _load_cfg(model, model.pretrained_cfg, cache_dir=kwargs.get('cache_dir'))
+    if find_spec(model.pretrained_cfg) is None:  # an overlay's weights, not the tag's: the cfg claims no tag
+        describe_weights(model)
+    return model, report

@@ -138,13 +138,22 @@ def _os_error_beneath(error: BaseException) -> Optional[OSError]:
 
 
 def find_spec(pretrained_cfg: Mapping[str, Any]) -> Optional[WeightSpec]:
-    """The manifest entry a pretrained cfg loads, or None for other sources (e.g. a timm_sesk Hub export)."""
+    """The manifest entry a pretrained cfg loads, or None for other sources (e.g. a timm_sesk Hub export).
+
+    A cfg loads a tag's weights only where the source timm's loader takes from it is the tag's own. timm takes the
+    first of ``state_dict``, ``file``, ``hf_hub_id`` and ``url`` (``_resolve_pretrained_source``), so a
+    ``pretrained_cfg_overlay`` with a file, or with a URL on a tag that has none on the Hub, loads other weights than
+    the tag's; a URL on a Hub tag is outranked by the Hub and loads the tag's weights.
+    """
     name = f"{pretrained_cfg.get('architecture')}.{pretrained_cfg.get('tag')}"
     spec = next((w for w in WEIGHTS if w.name == name), None)
-    hub_id = pretrained_cfg.get('hf_hub_id')
-    if spec is not None and hub_id and hub_id != spec.hf_hub_id:
-        return None  # same tag name, another Hub repository: weights saved by timm_sesk itself
-    return spec
+    if spec is None or pretrained_cfg.get('state_dict') is not None or pretrained_cfg.get('file'):
+        return None
+    if pretrained_cfg.get('hf_hub_id'):  # another repository or file: weights saved by timm_sesk itself, or others
+        same = (pretrained_cfg['hf_hub_id'], pretrained_cfg.get('hf_hub_filename')) == (
+            spec.hf_hub_id, spec.hf_hub_filename)
+        return spec if same else None
+    return spec if pretrained_cfg.get('url') == spec.url else None
 
 
 def sha256_file(path: Union[str, os.PathLike]) -> str:
