@@ -13,6 +13,7 @@ from PIL import Image
 
 from timm_sesk.cli import main
 from timm_sesk.cli.errors import report
+from timm_sesk.cli.text import terminal_text
 from timm_sesk.data import ImageNotFoundError
 from timm_sesk.weights import CheckpointReadError
 
@@ -194,3 +195,28 @@ def test_library_errors_become_one_line_with_their_status(error, code, capsys):
         assert err == ''  # main re-raises it: a bug keeps its traceback
     else:
         assert err.count('\n') == 1 and err.startswith(f'timm-sesk: error: {str(error).split()[0]}')
+
+
+# --- text from outside reaches the terminal harmless ----------------------------------------------------------------
+
+@pytest.mark.parametrize('text, shown', [
+    ('\x1b[1mdo those steps only if you trust the source\x1b[0m', 'do those steps only if you trust the source'),
+    ('a\x1b]52;c;cHduZWQ=\x07b', 'a\\x1b]52;c;cHduZWQ=\\x07b'),  # OSC 52: writes the clipboard
+    ('cat\x1b[2J\x1b[H', 'cat'),  # clears the screen
+    ('txt.exe\u202egnp', 'txt.exe\\u202egnp'),  # a right-to-left override reorders what follows
+    ('line\nbreak\ttab\x00', 'line\\x0abreak\\x09tab\\x00'),
+    ('chat noir, 猫, ünïcödé', 'chat noir, 猫, ünïcödé'),
+])
+def test_terminal_text_removes_escape_sequences_and_shows_control_characters(text, shown):
+    assert terminal_text(text) == shown
+
+
+def test_an_error_line_carries_no_escape_sequence(capsys):
+    """torch 2.6's weights_only message is bold (ANSI codes); a file name may hold anything."""
+    error = CheckpointReadError('cannot read checkpoint \x1b]0;x\x07.pth: Weights only load failed. \x1b[1mdo those '
+                                'steps only if you trust the source of the checkpoint\x1b[0m.')
+    assert report(error) == 1
+    line = capsys.readouterr().err
+    assert line == ('timm-sesk: error: cannot read checkpoint \\x1b]0;x\\x07.pth: Weights only load failed. do those '
+                    'steps only if you trust the source of the checkpoint.. Pass a .safetensors file or a PyTorch '
+                    'state dict (a timm train.py checkpoint works)\n')

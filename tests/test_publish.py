@@ -1,4 +1,5 @@
 """Hub-ready folders: what they contain, and that timm loads them back through `hf-hub:` (and after an upload)."""
+import ast
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import pytest
 import safetensors
 import timm
 import torch
+import yaml
 from helpers import IMG, rel_err
 from sources import publish_source
 
@@ -165,3 +167,19 @@ def test_a_folder_whose_twin_computes_otherwise_is_refused(monkeypatch, tmp_path
                                                r'computes'):
         export_hub_folder('sk_resnet18', tmp_path, model=model, dataset='none')
     assert list(tmp_path.iterdir()) == []  # neither weights, config nor card
+
+
+def test_strings_from_the_user_are_quoted_in_the_card(tmp_path):
+    """The YAML front matter reads back exactly the strings given; before, a dataset or licence could end its field
+    and add others. (A repository id is validated before anything is written; the snippet writes it as a literal.)"""
+    dataset, license, repo_id = 'cifar10\nlicense: mit\ntags: [evil]', 'other # see LICENSE', 'me/x.y-z'
+    folder = export_hub_folder('se_resnet18', tmp_path / 'out', model=timm.create_model('se_resnet18', num_classes=3),
+                               dataset=dataset, license=license, repo_id=repo_id)
+    readme = (folder / 'README.md').read_text()
+    front = yaml.safe_load(readme.split('---\n')[1])
+    assert front['license'] == license and front['datasets'] == [dataset.lower()]
+    assert set(front) == {'tags', 'pipeline_tag', 'library_name', 'license', 'datasets'} and 'evil' not in front['tags']
+    snippet = readme.split('```python\n')[1].split('```')[0]
+    loads = [node for node in ast.walk(ast.parse(snippet)) if isinstance(node, ast.Call)
+             and getattr(node.func, 'attr', '') == 'create_model']
+    assert len(loads) == 1 and ast.literal_eval(loads[0].args[0]) == f'hf-hub:{repo_id}'

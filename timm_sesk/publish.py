@@ -60,7 +60,8 @@ def check_repo_id(repo_id: str) -> str:
 
 def _usage(name: str, portable: bool = False) -> str:
     """The card's snippet, loading ``name``: the repository, the pretrained tag, or a placeholder for the repository
-    a fine-tune is uploaded to (never the tag it may have started from); a portable folder's with timm alone."""
+    a fine-tune is uploaded to (never the tag it may have started from), as a Python string literal; a portable
+    folder's with timm alone."""
     where = '  # ORG/NAME: the repository you upload this folder to' if name == _PLACEHOLDER else ''
     imports = 'import timm  # pip install timm: nothing else is needed\n' if portable else (
         'import timm\n'
@@ -68,10 +69,25 @@ def _usage(name: str, portable: bool = False) -> str:
     return (
         '```python\n'
         f'{imports}\n'
-        f"model = timm.create_model('{name}', pretrained=True).eval(){where}\n"
+        f"model = timm.create_model({name!r}, pretrained=True).eval(){where}\n"
         'config = timm.data.resolve_data_config(model=model)\n'
         'transform = timm.data.create_transform(**config)\n'
         '```\n')
+
+
+def _yaml_scalar(text: str) -> str:
+    """``text`` for the card's YAML front matter, where timm's ``generate_readme`` writes it as it is (a dataset also
+    lower-cased): unchanged where YAML reads it back as that string, else double-quoted (JSON's quoting is YAML's),
+    so that a user's string can neither end the field nor add fields."""
+    import yaml
+
+    def plain(value: str) -> bool:
+        try:
+            return yaml.safe_load(f'- {value}') == [value]
+        except yaml.YAMLError:
+            return False
+
+    return text if plain(text) and plain(text.lower()) else json.dumps(text)
 
 
 # What the card says of weights that are neither a pretrained tag's nor a named checkpoint's, by their metadata label.
@@ -247,7 +263,7 @@ def export_hub_folder(
             structure = timm.create_model(arch, **model_args)
         card = {
             'tags': ['image-classification', 'timm', 'timm_sesk', *(f.hub_tag for f in families)],
-            'license': license,
+            'license': _yaml_scalar(license),
             'description': f'{arch} from timm_sesk, the Squeeze-and-Excitation / Selective-Kernel ResNet zoo for '
                            'timm. Loading it needs timm_sesk installed and `import timm_sesk` before '
                            '`timm.create_model`.'
@@ -265,7 +281,7 @@ def export_hub_folder(
                     'Image size': f'{input_size[-2]} x {input_size[-1]}',
                 },
                 **papers,
-                **({'Dataset': dataset} if dataset else {}),
+                **({'Dataset': _yaml_scalar(dataset)} if dataset else {}),
                 **_provenance(arch, spec, checkpoint_sha, dataset, weights, twin, error),
             },
             'usage': _usage(f'hf-hub:{repo_id}' if repo_id else spec.name if spec is not None and twin is None else

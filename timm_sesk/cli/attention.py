@@ -12,6 +12,7 @@ from timm_sesk.zoo import min_input_size
 
 from .errors import PROG, CliError
 from .options import HelpFormatter, check_at_least, check_model_name, check_output_file, load_model, model_options
+from .text import terminal_text
 
 __all__ = ['add_parser', 'run']
 
@@ -102,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
                        f'use sizes of {smallest} or more', code=2)
     data = {'model': args.model, 'weights': weights, **attention_data(model, images, scales)}
     plot_attention(data, args.title or f'{args.model} ({weights})', out, figsize, args.dpi)
-    print(f'wrote {out}')
+    print(terminal_text(f'wrote {out}'))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(data))
-        print(f'wrote {args.json}')
+        print(terminal_text(f'wrote {args.json}'))
     return 0

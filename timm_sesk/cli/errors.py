@@ -30,6 +30,8 @@ from timm_sesk.errors import (
     WeightsMismatchError,
 )
 
+from .text import terminal_text
+
 __all__ = [
     'ERRORS', 'EXIT_BROKEN_PIPE', 'EXIT_FAILURE', 'EXIT_INTERRUPTED', 'EXIT_USAGE', 'PROG', 'CliError', 'report']
 
@@ -112,9 +114,10 @@ ERRORS: Tuple[Tuple[Type[BaseException], Callable[[BaseException], int], Callabl
 
 
 def report(error: BaseException) -> Optional[int]:
-    """Print the one-line message of a known failure and return its exit status; None for an unknown one."""
+    """Print the one-line message of a known failure and return its exit status; None for an unknown one. The line
+    is terminal text (``text.terminal_text``): messages quote files, names and torch's words."""
     for kind, code, message in ERRORS:
         if isinstance(error, kind):
-            print(f'{PROG}: error: {" ".join(message(error).split())}', file=sys.stderr)
+            print(f'{PROG}: error: {terminal_text(" ".join(message(error).split()))}', file=sys.stderr)
             return code(error)
     return None

@@ -23,6 +23,7 @@ from .options import (
     parse_kwargs,
     positional_model,
 )
+from .text import terminal_text
 
 __all__ = ['add_parser', 'run']
 
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     model, report = load_model(args, kwargs)
     model = model.cpu()  # both formats are written (and checked) from the CPU
     label_names = label_names_option(args.label_names, model.num_classes)
-    print(f'exporting {args.model} ({report}) to {args.format}', flush=True)
+    print(terminal_text(f'exporting {args.model} ({report}) to {args.format}'), flush=True)
     if args.format == 'hub':
         _export_hub(args, model, report, out, {**kwargs, 'num_classes': model.num_classes}, label_names)
     else:
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                           int8_samples=args.int8_samples, overwrite=args.overwrite)
         except ValueError as e:  # a calibration folder without images
             raise CliError(str(e), code=EXIT_USAGE) from e
-    print(f'wrote {out}: ' + ', '.join(sorted(p.name for p in out.iterdir())))
+    print(terminal_text(f'wrote {out}: ' + ', '.join(sorted(p.name for p in out.iterdir()))))
     return 0
 
 
@@ -145,4 +146,4 @@ def _export_hub(args: argparse.Namespace, model: nn.Module, report: LoadReport, 
                       label_names=label_names, license=args.license, repo_id=args.repo_id, model=model, report=report,
                       layout=args.layout, log=print, overwrite=args.overwrite)
     if args.push:
-        print(f'uploaded: {upload_hub_folder(out, args.repo_id, private=args.private)}')
+        print(terminal_text(f'uploaded: {upload_hub_folder(out, args.repo_id, private=args.private)}'))

@@ -18,6 +18,7 @@ from timm_sesk.zoo import min_input_size
 
 from .errors import EXIT_USAGE, CliError
 from .options import check_at_least, check_model_name, check_output_file, label_names_option, load_model
+from .text import terminal_text
 
 __all__ = ['Classifier', 'check_model_source', 'check_results_file', 'load_classifier', 'plural', 'runtime_options',
            'skipped_line', 'write_results']
@@ -146,7 +147,7 @@ def plural(n: int, word: str) -> str:
 def skipped_line(skipped: List[str]) -> str:
     """``skipped 2 unreadable files: a.jpg, b.jpg`` (three named, then a count)."""
     more = f' and {len(skipped) - 3} more' if len(skipped) > 3 else ''
-    return f'skipped {plural(len(skipped), "unreadable file")}: {", ".join(skipped[:3])}{more}'
+    return terminal_text(f'skipped {plural(len(skipped), "unreadable file")}: {", ".join(skipped[:3])}{more}')
 
 
 def check_results_file(args: argparse.Namespace) -> None:
@@ -167,4 +168,4 @@ def write_results(args: argparse.Namespace, results: Dict[str, Any], text: Calla
         path = Path(args.results_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(encoded + '\n')
-        print(f'wrote {path}', file=sys.stderr if args.json else sys.stdout)
+        print(terminal_text(f'wrote {path}'), file=sys.stderr if args.json else sys.stdout)

@@ -16,6 +16,7 @@ from .inference import (
     write_results,
 )
 from .options import HelpFormatter, check_at_least, eval_options, model_options
+from .text import terminal_text
 
 __all__ = ['add_parser', 'run']
 
@@ -76,11 +77,11 @@ def run(args: argparse.Namespace) -> int:
 
     def text() -> None:
         for prediction in predictions:
-            print(f"{prediction['image']}: {classifier.weights}, {size}")
+            print(terminal_text(f"{prediction['image']}: {classifier.weights}, {size}"))
             for item in prediction['top']:
                 label = item['label'] if item['label'] == item['description'] else \
                     f"{item['label']}  {item['description']}"
-                print(f"  {item['probability']:.4f}  {label}")
+                print(terminal_text(f"  {item['probability']:.4f}  {label}"))  # label names from a repository
         if skipped:
             print(skipped_line(skipped))
 

@@ -20,6 +20,7 @@ from .inference import (
     write_results,
 )
 from .options import HelpFormatter, check_at_least, eval_options, model_options
+from .text import terminal_text
 
 __all__ = ['add_parser', 'run']
 
@@ -94,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
                (folder.samples[i] for i in even_indices(len(folder.samples), args.limit))]
     config = classifier.config
     # With --json, stdout holds the JSON only: the header goes where the progress goes.
-    print(f'{classifier.weights} on {folder.root}: {len(samples)} images, {len(folder.classes)} classes ({how}); '
-          f'input {config["input_size"][-1]} px, crop {config["crop_pct"]}', flush=True,
+    print(terminal_text(f'{classifier.weights} on {folder.root}: {len(samples)} images, {len(folder.classes)} '
+                        f'classes ({how}); input {config["input_size"][-1]} px, crop {config["crop_pct"]}'), flush=True,
           file=sys.stderr if args.json else sys.stdout)
     k = min(5, classifier.num_classes)
     correct1, correct5, seen, skipped = _evaluate(args, classifier, samples, k)
