@@ -214,9 +214,9 @@ FAULTS: Dict[str, tuple] = {
     'hub: label names with escape sequences': (
         hub(lambda c: c.update(label_names=['\x1b[2J\x1b]0;pwned\x07a', 'b\u202e', 'c\x9b31m']), weights=True), None),
     # model names
-    'hf-hub: no id': (lambda places: ['-m', 'hf-hub:'], 'is not a Hub model id'),
-    'hf-hub: three parts': (lambda places: ['-m', 'hf-hub:a/b/c'], 'is not a Hub model id'),
-    'hf-hub: a space': (lambda places: ['-m', 'hf-hub:a b/c'], 'is not a Hub model id'),
+    'hf-hub: no id': (lambda places: ['-m', 'hf-hub:'], 'is not a Hub repository id'),
+    'hf-hub: three parts': (lambda places: ['-m', 'hf-hub:a/b/c'], 'is not a Hub repository id'),
+    'hf-hub: a space': (lambda places: ['-m', 'hf-hub:a b/c'], 'is not a Hub repository id'),
 }
 
 # How each command runs against a fault's model options.

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from timm_sesk.data import check_data_config
 from timm_sesk.errors import ModelConfigError
 
-__all__ = ['LOCAL_PREFIX', 'MAX_CLASSES', 'NOT_ARCHITECTURE_ARGS', 'hub_repo', 'read_hub_config']
+__all__ = ['LOCAL_PREFIX', 'MAX_CLASSES', 'NOT_ARCHITECTURE_ARGS', 'check_repo_id', 'hub_repo', 'read_hub_config']
 
 HUB_PREFIX, LOCAL_PREFIX = 'hf-hub:', 'local-dir:'  # timm's
 # The largest head a config may ask for: more than twice the largest label set of timm's pretrained models (115,217
@@ -37,17 +37,27 @@ NOT_ARCHITECTURE_ARGS = ('pretrained', 'pretrained_cfg', 'pretrained_cfg_overlay
                          'features_only', 'device', 'dtype', 'scriptable', 'exportable', 'no_jit')
 
 
+def check_repo_id(repo_id: str) -> str:
+    """A Hub repository id (``ORG/NAME``, or ``NAME`` in your own namespace) as huggingface_hub validates it; returns
+    it, else ValueError saying what is wrong."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        reason = str(e).splitlines()[0].rstrip('.')
+        raise ValueError(f'{repo_id!r} is not a Hub repository id (ORG/NAME): {reason}') from e
+    return repo_id
+
+
 def hub_repo(name: str) -> Tuple[str, Optional[str]]:
     """The repository and revision of ``hf-hub:ORG/NAME[@REVISION]`` (timm's syntax).
 
     Raises:
-        ValueError: The repository id is not one the Hub allows (huggingface_hub's ``HFValidationError``).
+        ValueError: The repository id is not one the Hub allows.
     """
-    from huggingface_hub.utils import validate_repo_id
-
     repo, _, revision = name[len(HUB_PREFIX):].partition('@')
-    validate_repo_id(repo)
-    return repo, revision or None
+    return check_repo_id(repo), revision or None
 
 
 def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:

@@ -28,6 +28,7 @@ from torch import nn
 from timm_sesk.deploy import data_config, relative_error, write_data_config
 from timm_sesk.errors import ExportCheckError, NoTwinError, UploadError
 from timm_sesk.files import EXPORT_FILES, check_export_folder, export_folder
+from timm_sesk.hub_config import check_repo_id
 from timm_sesk.loading import LoadReport, load
 from timm_sesk.models.archs import FAMILIES, families_of
 from timm_sesk.twin import TOLERANCE, Twin, to_timm, twin_of
@@ -36,7 +37,7 @@ from timm_sesk.weights import REFERENCES, WEIGHTS, WeightSpec
 from timm_sesk.weights._pretrained import describe_network_error, network_errors, sha256_file
 from timm_sesk.zoo import count_gmacs
 
-__all__ = ['LAYOUTS', 'check_repo_id', 'export_hub_folder', 'upload_hub_folder']
+__all__ = ['LAYOUTS', 'export_hub_folder', 'upload_hub_folder']
 
 # portable: timm's built-in twin, which timm alone loads; plugin: timm_sesk's own layout, loaded after import timm_sesk.
 LAYOUTS = ('portable', 'plugin')
@@ -44,18 +45,6 @@ LAYOUTS = ('portable', 'plugin')
 _PLACEHOLDER = 'hf-hub:ORG/NAME'
 # create_model arguments that choose weights or where they are cached, not the architecture: not for config.json.
 _NOT_MODEL_ARGS = ('num_classes', 'pretrained_cfg', 'pretrained_cfg_overlay', 'cache_dir')
-
-
-def check_repo_id(repo_id: str) -> str:
-    """A Hub repository id (``ORG/NAME``, or ``NAME`` in your own namespace) as huggingface_hub validates it; returns
-    it, else ValueError saying what is wrong."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as e:
-        raise ValueError(f'{repo_id!r} is not a Hub repository id (ORG/NAME): {str(e).splitlines()[0]}') from e
-    return repo_id
 
 
 def _usage(name: str, portable: bool = False) -> str:

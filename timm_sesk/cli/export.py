@@ -8,8 +8,9 @@ from torch import nn
 from timm_sesk import deploy
 from timm_sesk.extras import require
 from timm_sesk.files import check_export_folder
+from timm_sesk.hub_config import check_repo_id
 from timm_sesk.loading import LoadReport
-from timm_sesk.publish import LAYOUTS, check_repo_id, export_hub_folder, upload_hub_folder
+from timm_sesk.publish import LAYOUTS, export_hub_folder, upload_hub_folder
 
 from .errors import EXIT_USAGE, PROG, CliError
 from .options import (

@@ -53,7 +53,7 @@ def check_model_name(name: str) -> str:
         try:
             hub_repo(name)
         except ValueError as e:  # huggingface_hub's HFValidationError
-            raise CliError(f'{name!r} is not a Hub model id, hf-hub:ORG/NAME[@REVISION]: {e}', code=EXIT_USAGE) from e
+            raise CliError(f'{e}; a Hub model is hf-hub:ORG/NAME[@REVISION]', code=EXIT_USAGE) from e
         return name
     if is_model_folder(name):
         folder = Path(name)
