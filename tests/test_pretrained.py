@@ -19,6 +19,8 @@ import torch
 from helpers import IMG, rel_err
 from sources import publish_source, source_network
 
+import timm_sesk
+from timm_sesk.errors import CheckpointReadError
 from timm_sesk.weights import WEIGHTS, PretrainedWeightsError, convert_state_dict, weights_for
 from timm_sesk.weights import _pretrained as plumbing
 
@@ -156,6 +158,49 @@ def test_pickled_code_is_never_run(tmp_path):
     with pytest.raises(PretrainedWeightsError, match='holds Python objects other than tensors'):
         timm.create_model('sk_resnet18', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize('save', [
+    pytest.param(lambda obj, path: torch.save(obj, path), id='zip'),
+    pytest.param(lambda obj, path: torch.save(obj, path, _use_new_zipfile_serialization=False), id='legacy'),
+])
+def test_pickled_code_is_named_as_such_on_every_route(tmp_path, save):
+    """torch's legacy format was called truncated or corrupt through the overlay, and through --checkpoint torch's
+    own line suggested loading it with weights_only=False."""
+    marker = tmp_path / 'ran'
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f'touch {marker}',)
+
+    path = tmp_path / 'evil.pth'
+    save({'state_dict': {'conv1.weight': Payload()}}, path)
+    why = r'holds Python objects other than tensors, which are never unpickled here: posix\.system'
+    with pytest.raises(PretrainedWeightsError, match=why):
+        timm.create_model('sk_resnet18', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    with pytest.raises(CheckpointReadError, match=why):
+        timm_sesk.load('sk_resnet18', checkpoint=path)
+    assert not marker.exists()
+
+
+def test_a_legacy_checkpoint_of_tensors_cut_short_is_corrupt_not_a_payload(tmp_path):
+    path = tmp_path / 'cut.pth'
+    torch.save(timm.create_model('sk_resnet18').state_dict(), path, _use_new_zipfile_serialization=False)
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    with pytest.raises(PretrainedWeightsError, match=r'\(it is truncated or corrupt\)'):
+        timm.create_model('sk_resnet18', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+
+
+def test_a_safetensors_file_under_another_name_is_named_as_one(tmp_path):
+    """timm reads an overlay file by its name: a safetensors file named .pth was called truncated or corrupt, while
+    --checkpoint, which reads by content, took it."""
+    state = timm.create_model('sk_resnet18').state_dict()
+    path = tmp_path / 'weights.pth'
+    safetensors.torch.save_file(state, str(path))
+    with pytest.raises(PretrainedWeightsError, match=r'it is a safetensors file.*Rename it to end in \.safetensors'):
+        timm.create_model('sk_resnet18', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    model, _ = timm_sesk.load('sk_resnet18', checkpoint=path)
+    assert torch.equal(model.state_dict()['fc.weight'], state['fc.weight'])
 
 
 def test_wrong_architecture_lists_the_keys_and_loads_nothing(hub):

@@ -37,12 +37,10 @@ import glob
 import hashlib
 import http.client
 import os
-import pickletools
 import sys
 import time
 import urllib.request
 import uuid
-import zipfile
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
@@ -63,6 +61,7 @@ from timm.models import load_state_dict
 from timm_sesk.errors import ModelConfigError, PretrainedWeightsError
 from timm_sesk.files import not_a_file, remove_stale, storage_error, storage_errors
 
+from .checkpoint import is_safetensors, pickled_objects
 from .manifest import WEIGHTS, WeightSpec
 
 __all__ = ['HubUnreachable', 'check_hub', 'describe_network_error', 'download_timeout', 'explained', 'fetch_url',
@@ -70,7 +69,6 @@ __all__ = ['HubUnreachable', 'check_hub', 'describe_network_error', 'download_ti
 
 # The cached Hub files that may be the checkpoint timm read, looked at when a load fails (not config.json, README).
 _CHECKPOINT_SUFFIXES = ('.safetensors', '.bin', '.pth', '.pt', '.tar', '.ckpt')
-_PICKLED_GLOBALS = ('GLOBAL', 'INST', 'STACK_GLOBAL')  # the pickle opcodes that name a Python object to construct
 _BLOCK = 1 << 20
 _PARTIAL = '.part-'  # a download on its way: <URL folder>/.part-<uuid>-<file name>
 TIMEOUT_SETTING, DEFAULT_TIMEOUT = 'TIMM_SESK_DOWNLOAD_TIMEOUT', 15.0
@@ -349,24 +347,6 @@ def check_hub(hub_id: str, filenames: Tuple[str, ...], cache_dir: Optional[str] 
         return
 
 
-def _pickled_objects(path: str) -> Optional[List[str]]:
-    """The Python objects other than tensors a pickled checkpoint would construct (names where known), else None.
-
-    A zip checkpoint (``torch.save``) is listed by torch's ``get_unsafe_globals_in_checkpoint``; a bare pickle,
-    which ``torch.save`` never writes, counts when it parses whole and names any object. Anything else is None.
-    """
-    try:
-        if zipfile.is_zipfile(path):
-            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path)) or None
-        with open(path, 'rb') as f:
-            ops = [(op.name, arg) for op, arg, _ in pickletools.genops(f)]
-    except Exception:  # an unparsable file holds no objects we could name: it is corrupt
-        return None
-    if not any(name in _PICKLED_GLOBALS for name, _ in ops):
-        return None
-    return sorted({str(arg).replace(' ', '.') for name, arg in ops if name in ('GLOBAL', 'INST')})
-
-
 def _why_unreadable(path: str, downloaded: bool) -> Optional[Tuple[str, str]]:
     """``(why, fix)`` where the checkpoint at ``path`` cannot be read; None where it reads (the failure lies elsewhere).
 
@@ -377,7 +357,11 @@ def _why_unreadable(path: str, downloaded: bool) -> Optional[Tuple[str, str]]:
     try:
         load_state_dict(path, weights_only=True)  # timm's own reader, as its loader reads the file
     except Exception:  # whatever torch or safetensors raise for this one file, the file is the cause
-        objects = _pickled_objects(path)
+        if is_safetensors(path) and not path.endswith('.safetensors'):
+            return (f'it is a safetensors file, which timm reads as one only by its name: '
+                    f'{os.path.basename(path)}', 'Rename it to end in .safetensors (timm_sesk.load_weights and '
+                    '--checkpoint read a file by its content).')
+        objects = pickled_objects(path)
         if objects is None:
             fix = ('Delete it and load again to download it afresh, or pass a good copy with '
                    'pretrained_cfg_overlay=dict(file=...).' if downloaded else

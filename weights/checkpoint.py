@@ -6,9 +6,11 @@ safetensors or ``torch.load(weights_only=True)``, and keeps what ``train.py`` re
 """
 import argparse
 import os
+import pickletools
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from timm.models import clean_state_dict
@@ -54,6 +56,48 @@ def ema_choice(checkpoint: Mapping[str, Any], entry: Optional[str]) -> Optional[
     return entry in EMA_KEYS if all(holds) else None
 
 
+
+# What a pickled state dict constructs besides its tensors' storages: none of it is a payload.
+_TENSOR_GLOBALS = ('torch.', 'collections.OrderedDict')
+# torch.save's legacy (non-zip) format: pickles of its magic number, protocol, system info, then of the object.
+_LEGACY_PICKLES = 4
+
+
+def is_safetensors(path: str) -> bool:
+    """Whether the file is safetensors by its content (an 8-byte header length, then the JSON header), whatever its
+    name."""
+    with open(path, 'rb') as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b'{'
+
+
+def pickled_objects(path: str) -> Optional[List[str]]:
+    """The Python objects other than tensors a pickled checkpoint would construct (names where known), else None.
+
+    A zip checkpoint (``torch.save``) is listed by torch's ``get_unsafe_globals_in_checkpoint``; a legacy one
+    (``_use_new_zipfile_serialization=False``) or a bare pickle counts when its pickles parse and name any object.
+    Anything else is None: a file that does not parse is corrupt, not a payload.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path)) or None
+        ops = []
+        with open(path, 'rb') as f:
+            for i in range(_LEGACY_PICKLES):
+                try:
+                    ops += [(op.name, arg) for op, arg, _ in pickletools.genops(f)]
+                except Exception:
+                    if i == 0:  # not even one pickle
+                        raise
+                    break  # a bare pickle ends here; a legacy file's storages follow its pickles
+    except Exception:  # an unparsable file holds no objects we could name: it is corrupt
+        return None
+    named = {str(arg).replace(' ', '.') for name, arg in ops if name in ('GLOBAL', 'INST')}
+    objects = sorted(n for n in named if not n.startswith(_TENSOR_GLOBALS))
+    if not objects and not any(name == 'STACK_GLOBAL' for name, _ in ops):
+        return None  # tensors only (a legacy checkpoint that fails for another reason)
+    return objects
+
 @dataclass
 class Checkpoint:
     """A checkpoint file's weights, as published (not yet mapped to any layout).
@@ -96,9 +140,7 @@ class Checkpoint:
         if kind:  # before open: a FIFO's would block until something writes to it
             raise CheckpointReadError(f'cannot read checkpoint {path}: it is {kind}, not a file')
         try:
-            with open(path, 'rb') as f:
-                head = f.read(9)
-            if len(head) == 9 and head[8:9] == b'{':  # safetensors: an 8-byte header length, then the JSON header
+            if is_safetensors(path):
                 import safetensors.torch
 
                 content: Any = safetensors.torch.load_file(path)
@@ -106,7 +148,12 @@ class Checkpoint:
                 with torch.serialization.safe_globals([argparse.Namespace]):
                     content = torch.load(path, map_location='cpu', weights_only=True)
         except Exception as e:  # torch and safetensors raise many kinds for a bad file; each is one reason here
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            objects = pickled_objects(path)
+            if objects is not None:  # torch's own line would suggest weights_only=False: never
+                named = f': {", ".join(objects)}' if objects else ''
+                reason = f'it holds Python objects other than tensors, which are never unpickled here{named}'
+            else:
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointReadError(f'cannot read checkpoint {path}: {reason}') from e
         if not isinstance(content, dict):
             raise CheckpointReadError(
